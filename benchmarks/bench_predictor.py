@@ -1,0 +1,161 @@
+"""Encoder and decoder speed, peak memory and bf16 fidelity: ours against the reference
+``segment_anything`` package and transformers' ``SamModel``, on the same random vit_b weights.
+
+    python benchmarks/bench_predictor.py [--model vit_b] [--repeats 3]
+
+Ratios are computed within one run on one machine; absolute times depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sam import SamPredictor, build_sam
+from sam.precision import resolve_precision
+from sam.random_weights import randomize_weights
+from tests.reference import build_reference_sam, build_transformers_sam
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def sample_image() -> np.ndarray:
+    from skimage import data
+
+    return data.astronaut()  # (512, 512, 3) uint8, public domain
+
+
+def peak_memory_mb(which: str, model_name: str) -> float:
+    """Peak resident memory of a fresh process that builds the model and encodes one image."""
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec.
+    code = (
+        "import sys; sys.path.insert(0, '.');"
+        "from benchmarks.bench_predictor import encode_once;"
+        f"encode_once({which!r}, {model_name!r});"
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return int(out.stdout.split()[-1]) / 1024
+
+
+def encode_once(which: str, model_name: str) -> None:
+    model = build_sam(model_name)
+    if which == "reference":
+        from segment_anything import SamPredictor as ReferencePredictor
+
+        predictor = ReferencePredictor(build_reference_sam(model.config, model.state_dict()))
+        del model
+    else:
+        model.set_encoder_dtype(resolve_precision("auto", torch.device("cpu")))
+        predictor = SamPredictor(model)
+    with torch.no_grad():
+        predictor.set_image(sample_image())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="vit_b")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    ours = randomize_weights(build_sam(args.model), seed=0)
+    state_dict = ours.state_dict()
+    reference = build_reference_sam(ours.config, state_dict)
+    hf_model = build_transformers_sam(ours.config, state_dict)
+    auto_dtype = resolve_precision("auto", torch.device("cpu"))
+    ours_auto = randomize_weights(build_sam(args.model), seed=0).set_encoder_dtype(auto_dtype)
+
+    side = ours.config.image_size
+    pixels = reference.preprocess(torch.rand(3, side, side) * 255)[None]
+    print(f"model {args.model}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"precision 'auto' on this CPU: {auto_dtype}")
+
+    with torch.no_grad():
+        encoder = {
+            "reference fp32": timed(lambda: reference.image_encoder(pixels), args.repeats),
+            "transformers fp32": timed(lambda: hf_model.get_image_embeddings(pixels), args.repeats),
+            "ours fp32": timed(lambda: ours.encode_image(pixels), args.repeats),
+            f"ours auto ({auto_dtype})": timed(
+                lambda: ours_auto.encode_image(pixels), args.repeats
+            ),
+        }
+    base, hf_time = encoder["reference fp32"], encoder["transformers fp32"]
+    print("\nimage encoder, one 1024x1024 image (median seconds)")
+    for name, seconds in encoder.items():
+        print(
+            f"  {name:28s} {seconds:7.2f} s   {seconds / base:5.2f}x reference   "
+            f"{seconds / hf_time:5.2f}x transformers"
+        )
+
+    from segment_anything import SamPredictor as ReferencePredictor
+
+    image = sample_image()
+    predictors = {"reference": ReferencePredictor(reference), "ours": SamPredictor(ours_auto)}
+    for predictor in predictors.values():
+        predictor.set_image(image)
+    point, label = np.array([[256, 200]]), np.array([1])
+    print("\ndecoding one point prompt, embedding cached (median ms over 30, incl. upscaling)")
+    decode = {}
+    for name, predictor in predictors.items():
+        decode[name] = timed(lambda p=predictor: p.predict(point, label), 30) * 1000
+        print(f"  {name:28s} {decode[name]:7.1f} ms")
+    embedding = predictors["ours"].features
+    with torch.no_grad():
+        hf_ms = 1000 * timed(
+            lambda: hf_model(
+                image_embeddings=embedding,
+                input_points=torch.tensor([[[[512.0, 400.0]]]]),
+                input_labels=torch.tensor([[[1]]]),
+            ),
+            30,
+        )
+    print(f"  {'transformers (decoder only)':28s} {hf_ms:7.1f} ms")
+
+    # Fidelity of the fast path: same weights, same image, fp32 vs auto.
+    fp32_predictor = SamPredictor(ours)
+    fp32_predictor.set_image(image)
+    fast, exact = predictors["ours"].features, fp32_predictor.features
+    rel_error = float((fast - exact).norm() / exact.norm())
+    rng = np.random.default_rng(0)
+    ious, agreement = [], []
+    for xy in rng.uniform(0, 512, size=(20, 2)):
+        a, _, _ = predictors["ours"].predict(xy[None], label)
+        b, _, _ = fp32_predictor.predict(xy[None], label)
+        union = np.logical_or(a, b).sum()
+        ious.append(np.logical_and(a, b).sum() / union if union else 1.0)
+        agreement.append((a == b).mean())
+    print(f"\nfidelity of '{auto_dtype}' vs fp32 (20 random points, 3 masks each)")
+    print(f"  embedding relative error (L2)  {rel_error:.4f}")
+    print(f"  thresholded mask IoU           mean {np.mean(ious):.4f}, min {np.min(ious):.4f}")
+    print(f"  pixel agreement                mean {np.mean(agreement):.5f}")
+
+    print("\npeak resident memory of a fresh process encoding one image (MB)")
+    for which in ("ours", "reference"):
+        print(f"  {which:28s} {peak_memory_mb(which, args.model):7.0f} MB")
+    print("  (Python, torch and the model weights included)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""The Segment Anything model: encoder, prompt encoder and decoder, plus pre/post-processing."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import MODEL_CONFIGS, SamConfig
+from .image_encoder import ImageEncoderViT
+from .mask_decoder import MaskDecoder
+from .prompt_encoder import PromptEncoder
+from .transformer import TwoWayTransformer
+
+
+class Sam(nn.Module):
+    """SAM as released by Meta; ``forward`` keeps the reference's batched-input interface.
+
+    The image encoder may run in a lower precision (``encoder_dtype``) while the prompt encoder
+    and decoder stay in float32; :meth:`encode_image` hides the casts.
+    """
+
+    mask_threshold: float = 0.0
+    image_format: str = "RGB"
+
+    def __init__(
+        self,
+        image_encoder: ImageEncoderViT,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: MaskDecoder,
+        pixel_mean: tuple[float, ...] = (123.675, 116.28, 103.53),
+        pixel_std: tuple[float, ...] = (58.395, 57.12, 57.375),
+        config: SamConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.config = config
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    @property
+    def encoder_dtype(self) -> torch.dtype:
+        return self.image_encoder.patch_embed.proj.weight.dtype
+
+    def set_encoder_dtype(self, dtype: torch.dtype) -> Sam:
+        """Run the image encoder in ``dtype``; the decoder stays float32."""
+        self.image_encoder.to(dtype)
+        return self
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Preprocessed (B, 3, S, S) pixels -> float32 image embedding (B, C, S/16, S/16)."""
+        embedding = self.image_encoder(pixels.to(self.encoder_dtype))
+        return embedding.float()
+
+    @torch.no_grad()
+    def forward(
+        self, batched_input: list[dict[str, Any]], multimask_output: bool
+    ) -> list[dict[str, torch.Tensor]]:
+        """Reference interface: each record has 'image' (3, H, W) already resized to the long side,
+        'original_size', and optionally 'point_coords', 'point_labels', 'boxes', 'mask_inputs'."""
+        input_images = torch.stack([self.preprocess(x["image"]) for x in batched_input], dim=0)
+        image_embeddings = self.encode_image(input_images)
+        outputs = []
+        for record, embedding in zip(batched_input, image_embeddings):
+            points = None
+            if "point_coords" in record:
+                points = (record["point_coords"], record["point_labels"])
+            sparse, dense = self.prompt_encoder(
+                points=points, boxes=record.get("boxes"), masks=record.get("mask_inputs")
+            )
+            low_res_masks, iou_predictions = self.mask_decoder(
+                image_embeddings=embedding.unsqueeze(0),
+                image_pe=self.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask_output,
+            )
+            masks = self.postprocess_masks(
+                low_res_masks,
+                input_size=record["image"].shape[-2:],
+                original_size=record["original_size"],
+            )
+            outputs.append(
+                {
+                    "masks": masks > self.mask_threshold,
+                    "iou_predictions": iou_predictions,
+                    "low_res_logits": low_res_masks,
+                }
+            )
+        return outputs
+
+    def postprocess_masks(
+        self,
+        masks: torch.Tensor,
+        input_size: tuple[int, ...],
+        original_size: tuple[int, ...],
+    ) -> torch.Tensor:
+        """Low-res logits (B, C, 4H, 4W) -> logits (B, C, *original_size): upscale, crop the
+        padding, resize to the original image."""
+        side = self.image_encoder.img_size
+        masks = F.interpolate(masks, (side, side), mode="bilinear", align_corners=False)
+        masks = masks[..., : input_size[0], : input_size[1]]
+        return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """(3, h, w) pixels in 0..255 -> normalised and zero-padded to (3, S, S)."""
+        x = (x - self.pixel_mean) / self.pixel_std
+        h, w = x.shape[-2:]
+        side = self.image_encoder.img_size
+        return F.pad(x, (0, side - w, 0, side - h))
+
+
+def build_sam(config: SamConfig | str = "vit_b") -> Sam:
+    """A randomly initialised SAM for a named size ("vit_b", "vit_l", "vit_h", ...) or config."""
+    if isinstance(config, str):
+        if config not in MODEL_CONFIGS:
+            raise ValueError(f"unknown model name {config!r}; known: {sorted(MODEL_CONFIGS)}")
+        config = MODEL_CONFIGS[config]
+    grid = config.image_embedding_size
+    image_encoder = ImageEncoderViT(
+        img_size=config.image_size,
+        patch_size=config.patch_size,
+        embed_dim=config.encoder_embed_dim,
+        depth=config.encoder_depth,
+        num_heads=config.encoder_num_heads,
+        mlp_ratio=config.encoder_mlp_ratio,
+        out_chans=config.prompt_embed_dim,
+        qkv_bias=True,
+        norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        use_rel_pos=True,
+        window_size=config.encoder_window_size,
+        global_attn_indexes=config.encoder_global_attn_indexes,
+    )
+    prompt_encoder = PromptEncoder(
+        embed_dim=config.prompt_embed_dim,
+        image_embedding_size=(grid, grid),
+        input_image_size=(config.image_size, config.image_size),
+        mask_in_chans=config.mask_in_chans,
+    )
+    mask_decoder = MaskDecoder(
+        num_multimask_outputs=config.num_multimask_outputs,
+        transformer=TwoWayTransformer(
+            depth=config.decoder_depth,
+            embedding_dim=config.prompt_embed_dim,
+            mlp_dim=config.decoder_mlp_dim,
+            num_heads=config.decoder_num_heads,
+        ),
+        transformer_dim=config.prompt_embed_dim,
+        iou_head_depth=config.iou_head_depth,
+        iou_head_hidden_dim=config.iou_head_hidden_dim,
+    )
+    sam = Sam(
+        image_encoder,
+        prompt_encoder,
+        mask_decoder,
+        pixel_mean=config.pixel_mean,
+        pixel_std=config.pixel_std,
+        config=config,
+    )
+    return sam.eval()

@@ -1,0 +1,1 @@
+"""Training a tiny SAM: synthetic scenes, the paper's losses and simulated prompting."""

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sam import precision
+from sam.precision import resolve_device, resolve_precision
+
+
+def test_explicit_precisions():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == torch.float32
+    assert resolve_precision("bf16", cpu) == torch.bfloat16
+    assert resolve_precision("fp16", cpu) == torch.float16
+
+
+def test_auto_on_cpu_follows_native_bf16(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", cpu) == torch.float32
+
+
+def test_cpu_flag_detection_reads_cpuinfo():
+    with open("/proc/cpuinfo") as cpuinfo:
+        flags = cpuinfo.read()
+    expected = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert precision.cpu_has_native_bf16() == expected
+
+
+def test_bad_values():
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("int8", torch.device("cpu"))
+    with pytest.raises(ValueError, match="device"):
+        resolve_device("banana")
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            resolve_device("cuda")
+        assert resolve_device(None) == torch.device("cpu")
