@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import torch
@@ -33,7 +34,6 @@ class Sam(nn.Module):
         mask_decoder: MaskDecoder,
         pixel_mean: tuple[float, ...] = (123.675, 116.28, 103.53),
         pixel_std: tuple[float, ...] = (58.395, 57.12, 57.375),
-        config: SamConfig | None = None,
     ) -> None:
         super().__init__()
         self.image_encoder = image_encoder
@@ -41,7 +41,7 @@ class Sam(nn.Module):
         self.mask_decoder = mask_decoder
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
-        self.config = config
+        self.config: SamConfig | None = None  # set by build_sam
 
     @property
     def device(self) -> torch.device:
@@ -119,14 +119,27 @@ class Sam(nn.Module):
         return F.pad(x, (0, side - w, 0, side - h))
 
 
-def build_sam(config: SamConfig | str = "vit_b") -> Sam:
-    """A randomly initialised SAM for a named size ("vit_b", "vit_l", "vit_h", ...) or config."""
+def build_sam(
+    config: SamConfig | str = "vit_b", modules: ModuleType | SimpleNamespace | None = None
+) -> Sam:
+    """A randomly initialised SAM for a named size ("vit_b", "vit_l", "vit_h", ...) or config.
+
+    ``modules`` builds the same architecture from another implementation whose classes keep the
+    reference constructors (``segment_anything.modeling``): the parity tests use it.
+    """
     if isinstance(config, str):
         if config not in MODEL_CONFIGS:
             raise ValueError(f"unknown model name {config!r}; known: {sorted(MODEL_CONFIGS)}")
         config = MODEL_CONFIGS[config]
+    m = modules or SimpleNamespace(
+        ImageEncoderViT=ImageEncoderViT,
+        PromptEncoder=PromptEncoder,
+        MaskDecoder=MaskDecoder,
+        TwoWayTransformer=TwoWayTransformer,
+        Sam=Sam,
+    )
     grid = config.image_embedding_size
-    image_encoder = ImageEncoderViT(
+    image_encoder = m.ImageEncoderViT(
         img_size=config.image_size,
         patch_size=config.patch_size,
         embed_dim=config.encoder_embed_dim,
@@ -140,15 +153,15 @@ def build_sam(config: SamConfig | str = "vit_b") -> Sam:
         window_size=config.encoder_window_size,
         global_attn_indexes=config.encoder_global_attn_indexes,
     )
-    prompt_encoder = PromptEncoder(
+    prompt_encoder = m.PromptEncoder(
         embed_dim=config.prompt_embed_dim,
         image_embedding_size=(grid, grid),
         input_image_size=(config.image_size, config.image_size),
         mask_in_chans=config.mask_in_chans,
     )
-    mask_decoder = MaskDecoder(
+    mask_decoder = m.MaskDecoder(
         num_multimask_outputs=config.num_multimask_outputs,
-        transformer=TwoWayTransformer(
+        transformer=m.TwoWayTransformer(
             depth=config.decoder_depth,
             embedding_dim=config.prompt_embed_dim,
             mlp_dim=config.decoder_mlp_dim,
@@ -158,12 +171,12 @@ def build_sam(config: SamConfig | str = "vit_b") -> Sam:
         iou_head_depth=config.iou_head_depth,
         iou_head_hidden_dim=config.iou_head_hidden_dim,
     )
-    sam = Sam(
+    sam = m.Sam(
         image_encoder,
         prompt_encoder,
         mask_decoder,
-        pixel_mean=config.pixel_mean,
-        pixel_std=config.pixel_std,
-        config=config,
+        pixel_mean=list(config.pixel_mean),
+        pixel_std=list(config.pixel_std),
     )
+    sam.config = config
     return sam.eval()
