@@ -6,7 +6,16 @@ import torch
 from sam import build_sam
 from sam.random_weights import randomize_weights
 
-torch.set_num_threads(max(1, torch.get_num_threads()))
+
+@pytest.fixture(autouse=True)
+def torch_threads(request):
+    """Fast tests run tiny models on one thread: with two threads on a busy 2-core machine they
+    run many times slower. Slow tests (vit_b sized) keep every thread."""
+    threads = torch.get_num_threads()
+    if request.node.get_closest_marker("slow") is None:
+        torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
