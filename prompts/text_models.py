@@ -1,0 +1,111 @@
+"""Which CLIP model serves text prompts for which SAM model, loaded lazily and kept once per
+process: the bundled tiny CLIP for the demo (and test) models, open_clip's ViT-B-16 trained on
+DataComp for Meta's vit_b/l/h."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from . import clip_model
+from .clip_model import (
+    DEFAULT_MODEL,
+    DEFAULT_PRETRAINED,
+    DEMO_MODEL_NAME,
+    ClipLoadError,
+    ClipModel,
+    create_random_clip,
+    load_clip,
+)
+
+log = logging.getLogger(__name__)
+
+ClipKind = Literal["demo", "default"]
+DEMO_CLIP_FILE = Path(__file__).resolve().parent.parent / "assets" / "demo" / "clip_demo.safetensors"
+SMALL_SAM_MODELS = ("demo", "vit_test")  # served with the tiny CLIP
+RETRY_AFTER_S = 300.0  # a failed CLIP download is retried after this long, not on every request
+UNTRAINED_NOTE = (
+    "Note: the bundled CLIP is not trained yet, so text results come from an untrained model "
+    "and are meaningless."
+)
+
+
+@dataclass(frozen=True)
+class TextModel:
+    """A CLIP model ready for text prompts; ``note`` is shown with every text result (empty
+    when there is nothing to say)."""
+
+    clip: ClipModel
+    note: str = ""
+
+
+ClipLoader = Callable[[ClipKind], TextModel]
+
+
+def clip_kind(sam_model: str) -> ClipKind:
+    """The CLIP that goes with a SAM model name: the tiny one for the small models and for
+    checkpoint files of unknown size, ViT-B-16 for Meta's models."""
+    return "default" if sam_model in ("vit_b", "vit_l", "vit_h") else "demo"
+
+
+def demo_clip_file() -> Path:
+    """Where the bundled tiny CLIP's weights are (they may not exist yet)."""
+    return Path(getattr(clip_model, "DEMO_CLIP_CHECKPOINT", DEMO_CLIP_FILE))
+
+
+def load_text_model(kind: ClipKind) -> TextModel:
+    """Load the CLIP of ``kind``; raises :class:`ClipLoadError` with a message a person can act
+    on. The tiny CLIP falls back to random weights (with a note) while it is not bundled."""
+    if kind == "demo":
+        loader = getattr(clip_model, "load_demo_clip", None)
+        weights = demo_clip_file()
+        if weights.is_file():
+            clip = loader() if loader is not None else load_clip(DEMO_MODEL_NAME, str(weights))
+            return TextModel(clip)
+        log.warning("the bundled CLIP %s is missing: using random weights", weights)
+        return TextModel(create_random_clip(DEMO_MODEL_NAME), UNTRAINED_NOTE)
+    try:
+        return TextModel(load_clip(DEFAULT_MODEL, DEFAULT_PRETRAINED))
+    except ClipLoadError as error:
+        raise ClipLoadError(
+            f"Text prompts need the CLIP model {DEFAULT_MODEL} ({DEFAULT_PRETRAINED}) from the "
+            f"Hugging Face Hub, which could not be loaded; clicks, boxes, brush and segment "
+            f"everything keep working. Details: {error}"
+        ) from error
+
+
+class TextModels:
+    """CLIP models loaded on first use and shared by every session. A failed load is remembered
+    for ``retry_after_s`` seconds so an offline machine is not asked again on every request."""
+
+    def __init__(
+        self, loader: ClipLoader = load_text_model, retry_after_s: float = RETRY_AFTER_S
+    ) -> None:
+        self.loader, self.retry_after_s = loader, retry_after_s
+        self._models: dict[ClipKind, TextModel] = {}
+        self._failures: dict[ClipKind, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, kind: ClipKind) -> TextModel:
+        """The CLIP of ``kind``; raises ValueError (the reason, for the person) if unavailable."""
+        with self._lock:
+            if kind in self._models:
+                return self._models[kind]
+            failed = self._failures.get(kind)
+            if failed is not None and time.monotonic() - failed[0] < self.retry_after_s:
+                raise ValueError(failed[1])
+            try:
+                model = self.loader(kind)
+            except (ClipLoadError, OSError, RuntimeError) as error:
+                message = str(error)
+                self._failures[kind] = (time.monotonic(), message)
+                log.warning("text prompts unavailable: %s", message)
+                raise ValueError(message) from error
+            self._failures.pop(kind, None)
+            self._models[kind] = model
+            return model
