@@ -5,6 +5,8 @@
     python -m sam segment photo.jpg --points 120,80 --out masks/
     python -m sam edges photos/ --out edges/                # zero-shot edge maps
     python -m sam proposals photos/ --top-k 100             # ranked object proposals
+    python -m sam instances val2017/ --detections dets.json # one mask per detector box
+    python -m sam evaluate --model demo --scenes 50         # mIoU table (paper's protocol)
 
 Inputs may be image files, folders (their images, not recursively) or glob patterns. Results
 already in --out are skipped, so an interrupted run can simply be started again. An image that
@@ -213,6 +215,96 @@ def proposals(args: argparse.Namespace) -> int:
     return run_over_images(args, process)
 
 
+def instances(args: argparse.Namespace) -> int:
+    """Zero-shot instances from detector boxes: OUT/NAME.json per image, COCO results."""
+    from .formats import write_json
+    from .tasks.instances import segment_boxes
+
+    detections = read_detections(Path(args.detections), args.images, args.coco_images)
+    model = load_model(args)
+
+    def process(image: np.ndarray, path: Path, json_path: Path) -> None:
+        image_id, records = detections.get(path, (None, []))
+        if image_id is None:
+            raise ValueError(f"no detections for this image in {args.detections}")
+        boxes = np.array([r["bbox"] for r in records], dtype=np.float64).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]  # XYWH -> XYXY
+        results = segment_boxes(
+            model,
+            image,
+            boxes,
+            np.array([r.get("score", 1.0) for r in records]),
+            np.array([r.get("category_id", 1) for r in records]),
+            image_id,
+        )
+        write_json(json_path, results)
+
+    return run_over_images(args, process)
+
+
+def read_detections(
+    path: Path, images: list[Path], coco_images: str | None
+) -> dict[Path, tuple[int, list[dict]]]:
+    """A COCO results JSON ([{"image_id", "bbox": XYWH, "score", "category_id"}, ...]) ->
+    {image path: (image_id, its detections)}. Image ids are matched to files through the
+    "images" list of ``coco_images`` (a COCO annotation file) or else by the number in the
+    file name (COCO's 000000000139.jpg is image 139)."""
+    import json
+
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--detections: cannot read {path}: {error}") from error
+    if not isinstance(records, list) or not all(
+        isinstance(r, dict) and "image_id" in r and len(r.get("bbox", ())) == 4 for r in records
+    ):
+        raise UsageError(
+            f"--detections: {path} is not a COCO results list of "
+            '{"image_id", "bbox": [x, y, w, h], "score", "category_id"} records'
+        )
+    if coco_images:
+        try:
+            listed = json.loads(Path(coco_images).read_text())["images"]
+        except (OSError, ValueError, KeyError) as error:
+            raise UsageError(f"--coco-images: no COCO images list in {coco_images}") from error
+        id_of_name = {Path(info["file_name"]).name: int(info["id"]) for info in listed}
+        ids = {p: id_of_name.get(p.name) for p in images}
+    else:
+        ids = {p: int(p.stem) if p.stem.isdigit() else None for p in images}
+    by_id: dict[int, list[dict]] = {}
+    for record in records:
+        by_id.setdefault(int(record["image_id"]), []).append(record)
+    return {p: (i, by_id.get(i, [])) for p, i in ids.items() if i is not None}
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """The paper's mIoU protocol on a dataset; prints the table, writes OUT/results.md and
+    OUT/<dataset>.json."""
+    from .evaluate import evaluate as evaluate_dataset
+    from .evaluate import write_report
+    from .predictor import SamPredictor
+    from .train.data import CocoDataset, SA1BDataset, SceneDataset
+
+    if args.sa1b:
+        samples, name = SA1BDataset(args.sa1b), Path(args.sa1b).name
+    elif args.coco:
+        samples, name = CocoDataset(*args.coco), Path(args.coco[0]).stem
+    else:
+        samples, name = SceneDataset(args.seed, args.scenes), "scenes_held_out"
+    if not len(samples):
+        raise UsageError(f"the dataset {name!r} holds no images")
+    from tqdm import tqdm
+
+    progress = tqdm(samples, total=len(samples), unit="image", desc="evaluate", disable=args.quiet)
+    result = evaluate_dataset(
+        SamPredictor(load_model(args)), progress, name, num_points=args.num_points
+    )
+    report = write_report([result], args.out)
+    print(report.read_text(), end="")
+    print(f"{result.num_masks} masks; results in {args.out}")
+    return EXIT_OK if result.num_masks else EXIT_FAILED
+
+
 def mask_record(logits: np.ndarray, score: float, points: np.ndarray | None) -> dict:
     """A prompted mask's (H, W) logits in the automatic generator's record layout."""
     import torch
@@ -278,8 +370,11 @@ GENERATOR_OPTIONS = {
 }
 
 
-def add_common_options(parser: argparse.ArgumentParser, mask_files: bool = True) -> None:
-    parser.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+def add_common_options(
+    parser: argparse.ArgumentParser, mask_files: bool = True, inputs: bool = True
+) -> None:
+    if inputs:
+        parser.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     parser.add_argument("--out", default="sam_output", help="output folder (default: sam_output)")
     parser.add_argument(
         "--model",
@@ -381,13 +476,62 @@ def build_parser() -> argparse.ArgumentParser:
         "--first-id", type=int, default=0, help="image_id of the first image (default 0)"
     )
     parser_proposals.set_defaults(handler=proposals)
+
+    parser_instances = commands.add_parser(
+        "instances",
+        help="zero-shot instance segmentation from detector boxes (SAM paper, section 7.4)",
+        description="Each detector box prompts SAM; its single-output mask is the instance. "
+        "Writes OUT/NAME.json per image as COCO results (RLE masks), ready for COCOeval.",
+    )
+    add_common_options(parser_instances, mask_files=False)
+    parser_instances.add_argument(
+        "--detections",
+        required=True,
+        help='a COCO results JSON of boxes: [{"image_id", "bbox": [x, y, w, h], "score", '
+        '"category_id"}, ...]',
+    )
+    parser_instances.add_argument(
+        "--coco-images",
+        help="a COCO annotation file whose images list maps image_id to file_name (default: "
+        "the number in the file name, as in COCO's 000000000139.jpg)",
+    )
+    parser_instances.set_defaults(handler=instances)
+
+    parser_evaluate = commands.add_parser(
+        "evaluate",
+        help="mIoU from 1 point (paper's point and random), boxes and 1-9 interactive points",
+        description="The SAM paper's single-point valid-mask protocol (oracle of 3 and top "
+        "confidence), box prompts and the interactive curve. Dataset: generated scenes "
+        "(default), an SA-1B folder or a COCO instance file. Writes OUT/results.md and "
+        "OUT/<dataset>.json.",
+    )
+    add_common_options(parser_evaluate, mask_files=False, inputs=False)
+    source = parser_evaluate.add_mutually_exclusive_group()
+    source.add_argument("--sa1b", help="an SA-1B style folder (image + JSON pairs)")
+    source.add_argument(
+        "--coco",
+        nargs=2,
+        metavar=("ANNOTATIONS", "IMAGES"),
+        help="a COCO instance file and its image folder",
+    )
+    parser_evaluate.add_argument(
+        "--scenes", type=int, default=50, help="generated scenes to use (default 50)"
+    )
+    parser_evaluate.add_argument(
+        "--seed", type=int, default=1, help="seed of the generated scenes (default 1: held out)"
+    )
+    parser_evaluate.add_argument(
+        "--num-points", type=int, default=9, help="points of the interactive curve (default 9)"
+    )
+    parser_evaluate.set_defaults(handler=evaluate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.images = find_images(args.inputs)  # bad paths fail before the model loads
+        if "inputs" in args:
+            args.images = find_images(args.inputs)  # bad paths fail before the model loads
         return args.handler(args)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -110,6 +110,53 @@ def test_edges_and_proposals(checkpoint, images, tmp_path):
     assert mask_utils.decode(results[0]["segmentation"]).shape == (48, 64)
 
 
+def test_instances_from_coco_detections(checkpoint, tmp_path, capsys):
+    folder = tmp_path / "val"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(folder / "0139.png")
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "7.png")
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "cat.png")
+    detections = [
+        {"image_id": 139, "bbox": [2, 3, 20, 10], "score": 0.9, "category_id": 18},
+        {"image_id": 139, "bbox": [30, 20, 30, 25], "score": 0.4, "category_id": 1},
+        {"image_id": 5, "bbox": [0, 0, 5, 5], "score": 0.5, "category_id": 1},  # no such file
+    ]
+    (tmp_path / "dets.json").write_text(json.dumps(detections))
+    out = tmp_path / "out"
+    args = ["instances", str(folder), "--detections", str(tmp_path / "dets.json")]
+    assert _run(checkpoint, *args, "--out", str(out), "--quiet") == 1  # cat.png has no id
+    assert "cat.png: no detections for this image" in capsys.readouterr().err
+    results = json.loads((out / "0139.json").read_text())
+    assert [(r["image_id"], r["category_id"], r["score"]) for r in results] == [
+        (139, 18, 0.9),
+        (139, 1, 0.4),
+    ]
+    # The results load into pycocotools as they would for COCOeval.
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = {"images": [{"id": 139, "height": 48, "width": 64}], "categories": []}
+    coco.createIndex()
+    loaded = coco.loadRes(results)
+    assert len(loaded.anns) == 2
+    assert all(loaded.annToMask(a).shape == (48, 64) for a in loaded.anns.values())
+    assert json.loads((out / "7.json").read_text()) == []  # an image with no boxes
+    assert not (out / "cat.json").exists()
+
+
+def test_evaluate_on_generated_scenes(checkpoint, tmp_path, capsys):
+    out = tmp_path / "report"
+    args = ["evaluate", "--scenes", "2", "--num-points", "3", "--out", str(out), "--quiet"]
+    assert _run(checkpoint, *args) == 0
+    printed = capsys.readouterr().out
+    assert "| scenes_held_out |" in printed
+    result = json.loads((out / "scenes_held_out.json").read_text())
+    assert result["num_masks"] > 0 and len(result["interactive"]) == 3
+    assert all(0.0 <= result[k] <= 1.0 for k in ("center_oracle", "center_top", "box"))
+    assert result["center_oracle"] >= result["center_top"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -118,6 +165,7 @@ def test_edges_and_proposals(checkpoint, images, tmp_path):
         (["segment", "IMAGES"], "segment needs --points and/or --box"),
         (["segment", "IMAGES", "--points", "1,2,3"], "--points: expected x,y or x,y,label"),
         (["segment", "IMAGES", "--box", "5,5,1,1"], "--box: expected x0,y0,x1,y1"),
+        (["instances", "IMAGES", "--detections", "IMAGES"], "--detections: cannot read"),
     ],
 )
 def test_usage_errors(checkpoint, images, capsys, args, message):
