@@ -1,7 +1,7 @@
 """Encoder and decoder speed, peak memory and bf16 fidelity: ours against the reference
 ``segment_anything`` package and transformers' ``SamModel``, on the same random vit_b weights.
 
-    python benchmarks/bench_predictor.py [--model vit_b] [--repeats 3]
+    python benchmarks/bench_predictor.py [--model vit_b] [--repeats 3] [--device cuda]
 
 Ratios are computed within one run on one machine; absolute times depend on the machine.
 """
@@ -27,12 +27,18 @@ from tests.reference import build_reference_sam, build_transformers_sam
 
 
 def timed(fn, repeats: int) -> float:
-    """Median seconds of ``repeats`` calls after one warm-up call."""
-    fn()
+    """Median seconds of ``repeats`` calls after one warm-up call (CUDA work waited for)."""
+
+    def call():
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    call()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        call()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -73,24 +79,52 @@ def encode_once(which: str, model_name: str) -> None:
         predictor.set_image(sample_image())
 
 
+def gpu_peak_memory_mb(models: dict, pixels: torch.Tensor) -> None:
+    """Peak CUDA memory allocated while encoding one image (weights included)."""
+    print("\npeak CUDA memory allocated encoding one image, weights included (MB)")
+    for name, encode in models.items():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        with torch.no_grad():
+            encode(pixels)
+        print(f"  {name:28s} {torch.cuda.max_memory_allocated() / 2**20:7.0f} MB")
+
+
+def parity_on_device(ours, reference, pixels: torch.Tensor) -> None:
+    """fp32 embeddings of ours and the reference on this device (TF32 off)."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    with torch.no_grad():
+        difference = (ours.encode_image(pixels) - reference.image_encoder(pixels)).abs().max()
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    print(f"fp32 embedding, ours vs reference on {pixels.device}: max |diff| {difference:.2e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vit_b")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.manual_seed(0)
+    device = torch.device(args.device)
 
-    ours = randomize_weights(build_sam(args.model), seed=0)
+    ours = randomize_weights(build_sam(args.model), seed=0).to(device)
     state_dict = ours.state_dict()
-    reference = build_reference_sam(ours.config, state_dict)
-    hf_model = build_transformers_sam(ours.config, state_dict)
-    auto_dtype = resolve_precision("auto", torch.device("cpu"))
-    ours_auto = randomize_weights(build_sam(args.model), seed=0).set_encoder_dtype(auto_dtype)
+    reference = build_reference_sam(ours.config, state_dict).to(device)
+    hf_model = build_transformers_sam(ours.config, state_dict).to(device)
+    auto_dtype = resolve_precision("auto", device)
+    ours_auto = randomize_weights(build_sam(args.model), seed=0).to(device)
+    ours_auto.set_encoder_dtype(auto_dtype)
 
     side = ours.config.image_size
-    pixels = reference.preprocess(torch.rand(3, side, side) * 255)[None]
-    print(f"model {args.model}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"precision 'auto' on this CPU: {auto_dtype}")
+    pixels = reference.preprocess(torch.rand(3, side, side, device=device) * 255)[None]
+    threads = f"{torch.get_num_threads()} threads" if device.type == "cpu" else device
+    print(f"model {args.model}, {threads}, torch {torch.__version__}")
+    if device.type == "cuda":
+        print(f"GPU: {torch.cuda.get_device_name(device)}")
+        parity_on_device(ours, reference, pixels)
+    print(f"precision 'auto' on this device: {auto_dtype}")
 
     with torch.no_grad():
         encoder = {
@@ -126,8 +160,8 @@ def main() -> None:
         hf_ms = 1000 * timed(
             lambda: hf_model(
                 image_embeddings=embedding,
-                input_points=torch.tensor([[[[512.0, 400.0]]]]),
-                input_labels=torch.tensor([[[1]]]),
+                input_points=torch.tensor([[[[512.0, 400.0]]]], device=device),
+                input_labels=torch.tensor([[[1]]], device=device),
             ),
             30,
         )
@@ -151,6 +185,16 @@ def main() -> None:
     print(f"  thresholded mask IoU           mean {np.mean(ious):.4f}, min {np.min(ious):.4f}")
     print(f"  pixel agreement                mean {np.mean(agreement):.5f}")
 
+    if device.type == "cuda":
+        gpu_peak_memory_mb(
+            {
+                "reference fp32": reference.image_encoder,
+                "ours fp32": ours.encode_image,
+                f"ours auto ({auto_dtype})": ours_auto.encode_image,
+            },
+            pixels,
+        )
+        return
     print("\npeak resident memory of a fresh process encoding one image (MB)")
     for which in ("ours", "reference"):
         print(f"  {which:28s} {peak_memory_mb(which, args.model):7.0f} MB")
