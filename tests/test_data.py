@@ -87,3 +87,32 @@ def test_scene_dataset_yields_masks():
     for sample in samples:
         assert sample.image.shape == (64, 64, 3)
         assert all(m.shape == (64, 64) and m.dtype == bool and m.any() for m in sample.masks)
+
+
+def test_scene_loader_matches_scene_dataset_with_and_without_workers():
+    from sam.train.data import scene_loader
+
+    expected = list(SceneDataset(seed=5, count=7, size=64))
+    for workers in (0, 2):
+        groups = list(scene_loader(5, 7, images_per_step=3, num_workers=workers, size=64))
+        assert [len(g) for g in groups] == [3, 3, 1]
+        flat = [sample for group in groups for sample in group]
+        assert [s.source for s in flat] == [s.source for s in expected]
+        for got, want in zip(flat, expected, strict=True):
+            np.testing.assert_array_equal(got.image, want.image)
+            assert len(got.masks) == len(want.masks)
+            for a, b in zip(got.masks, want.masks, strict=True):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_training_imports_need_no_pycocotools():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('pycocotools', 'segment_anything', 'open_clip', 'gradio'):\n"
+        "    sys.modules[name] = None\n"
+        "import sam, sam.evaluate, sam.train.demo, sam.train.trainer, sam.train.data\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -71,6 +73,86 @@ def test_training_lowers_the_loss_on_a_fixed_sample():
     assert after < first
 
 
+def test_lr_decays_at_fractions_of_a_time_budget():
+    config = TrainConfig(steps=1000, warmup_steps=2, decay_fractions=(0.5, 0.9))
+    assert lr_factor(100, config, progress=0.4) == 1.0
+    assert lr_factor(100, config, progress=0.6) == pytest.approx(0.1)
+    assert lr_factor(100, config, progress=0.95) == pytest.approx(0.01)
+    assert lr_factor(600, config) == pytest.approx(0.1)  # by steps when no time is given
+    trainer = Trainer(build_sam("vit_test"), _config(steps=10**6, max_seconds=100.0))
+    trainer.started = time.monotonic() - 60  # 60% of the time spent
+    assert trainer.progress() == pytest.approx(0.6, abs=0.01)
+
+
+def test_batching_several_images_lowers_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = build_sam("vit_test")
+    trainer = Trainer(model, _config(box_probability=0.0, drop_path=0.0, images_per_step=3))
+    samples = list(SceneDataset(seed=4, count=3, size=128))
+    batch = make_batch(model, samples, np.random.default_rng(0), 4)
+    assert batch.pixels.shape == (3, 3, 128, 128)
+    assert batch.image_index.tolist() == sorted(batch.image_index.tolist())
+    assert set(batch.image_index.tolist()) == {0, 1, 2} and len(batch.masks) > 3
+
+    def loss_now() -> float:
+        model.eval()
+        with torch.no_grad():
+            batch = make_batch(model, samples, np.random.default_rng(0), 4)
+            return simulate(model, batch, np.random.default_rng(0), trainer.config)[0].item()
+
+    before = loss_now()
+    for _ in range(6):
+        trainer.rng = np.random.default_rng(0)
+        metrics = trainer.train_step(samples)
+    assert metrics["masks"] == len(batch.masks)
+    assert loss_now() < before
+
+
+def test_per_mask_embeddings_decode_like_the_shared_one():
+    torch.manual_seed(0)
+    model = build_sam("vit_test").eval()
+    embedding = torch.randn(1, 32, 8, 8)
+    points = (torch.tensor([[[10.0, 20.0]], [[60.0, 70.0]]]), torch.ones(2, 1, dtype=torch.long))
+    with torch.no_grad():
+        sparse, dense = model.prompt_encoder(points=points, boxes=None, masks=None)
+        pe = model.prompt_encoder.get_dense_pe()
+        shared = model.mask_decoder(embedding, pe, sparse, dense, True)
+        per_mask = model.mask_decoder(
+            torch.zeros_like(embedding), pe, sparse, dense + embedding.expand(2, -1, -1, -1), True
+        )
+    for a, b in zip(shared, per_mask, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_simulated_points_and_boxes_lie_where_they_should():
+    from sam.train.trainer import noisy_boxes, sample_points
+
+    masks = torch.zeros(3, 32, 32, dtype=torch.bool)
+    masks[0, 4:10, 20:30] = True
+    masks[1, 0:32, 0:3] = True
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        coords, valid = sample_points(masks, generator)
+        assert valid.tolist() == [True, True, False]
+        for row in (0, 1):
+            x, y = coords[row].long().tolist()
+            assert masks[row, y, x]
+    boxes = noisy_boxes(masks[:2], generator)
+    assert (boxes >= 0).all() and (boxes <= 31).all()
+    assert (boxes[:, 2] >= boxes[:, 0]).all() and (boxes[:, 3] >= boxes[:, 1]).all()
+    assert abs(boxes[0, 0].item() - 20) < 5 and abs(boxes[0, 3].item() - 9) < 5
+
+
+def test_fit_groups_single_samples_into_steps(tmp_path):
+    torch.manual_seed(0)
+    trainer = Trainer(
+        build_sam("vit_test"),
+        _config(steps=2, images_per_step=2, output_dir=str(tmp_path / "run")),
+    )
+    history = trainer.fit(SceneDataset(seed=3, count=3, size=128))
+    assert trainer.step == 2 and all(h["masks"] > 1 for h in history)
+
+
 def test_decoder_mode_freezes_encoders():
     torch.manual_seed(0)
     model = build_sam("vit_test")
@@ -125,6 +207,22 @@ def test_demo_script_writes_a_loadable_model(tmp_path):
     model = load_sam(output, device="cpu", precision="fp32")
     assert model.config.name == "demo" and model.config.patch_size == 8
     assert (tmp_path / "results.md").read_text().startswith("| dataset |")
+
+
+@pytest.mark.slow
+def test_demo_script_writes_everything_to_an_output_dir(tmp_path):
+    from sam.train.demo import main
+
+    args = ["--minutes", "0.02", "--train-scenes", "4", "--eval-scenes", "1"]
+    main(
+        [*args, "--device", "cpu", "--images-per-step", "2", "--num-workers", "1"]
+        + ["--output-dir", str(tmp_path / "out")]
+    )
+    out = tmp_path / "out"
+    for name in ("sam_demo.safetensors", "results.md", "scenes_held_out.json", "train_log.json"):
+        assert (out / name).is_file(), name
+    assert (out / "run" / MODEL_FILE).is_file()
+    load_sam(out / "sam_demo.safetensors", device="cpu", precision="fp32")
 
 
 def test_points_are_padded_with_not_a_point_labels():

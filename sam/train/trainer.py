@@ -28,8 +28,8 @@ from ..checkpoint import read_checkpoint, save_checkpoint
 from ..model import Sam
 from ..transforms import ResizeLongestSide
 from .data import Sample
-from .losses import sam_loss
-from .simulation import first_prompt, next_prompt, simulation_schedule
+from .losses import resize_targets, sam_loss
+from .simulation import BOX_NOISE_FRACTION, BOX_NOISE_MAX, simulation_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -50,17 +50,22 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 250
     decay_steps: tuple[int, ...] = ()
+    # decays at these fractions of the run, the run's progress being the larger of
+    # step / steps and elapsed / max_seconds (so a time-limited run decays within its budget)
+    decay_fractions: tuple[float, ...] = ()
     decay_factor: float = 0.1
     layer_decay: float = 0.8
     drop_path: float = 0.1
     grad_clip: float = 1.0
     masks_per_image: int = 16
+    images_per_step: int = 1  # images (each with up to masks_per_image masks) per optimizer step
     num_points: int = 8  # error-region points after the first prompt
     num_mask_only: int = 2  # iterations feeding back only the mask
     box_probability: float = 0.5
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 0  # 0: only at the end
+    checkpoint_seconds: float = 0.0  # also save after this much time since the last save
     max_seconds: float = 0.0  # stop early after this much wall-clock time; 0: no limit
     output_dir: str = "runs/sam"
 
@@ -100,11 +105,17 @@ def parameter_groups(model: Sam, config: TrainConfig) -> list[dict]:
     ]
 
 
-def lr_factor(step: int, config: TrainConfig) -> float:
-    """Linear warmup to 1 over ``warmup_steps``, then x ``decay_factor`` at each decay step."""
+def lr_factor(step: int, config: TrainConfig, progress: float | None = None) -> float:
+    """Linear warmup to 1 over ``warmup_steps``, then x ``decay_factor`` at each decay step and
+    at each of ``decay_fractions`` that ``progress`` (fraction of the run done; by default
+    ``step / steps``) has reached."""
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
-    return config.decay_factor ** sum(step >= s for s in config.decay_steps)
+    if progress is None:
+        progress = step / max(config.steps, 1)
+    decays = sum(step >= s for s in config.decay_steps)
+    decays += sum(progress >= f for f in config.decay_fractions)
+    return config.decay_factor**decays
 
 
 def set_trainable(model: Sam, trainable: Trainable) -> None:
@@ -144,25 +155,44 @@ def add_drop_path(encoder: nn.Module, rate: float) -> list[torch.utils.hooks.Rem
 
 @dataclass
 class Batch:
-    """One image and some of its masks at model input size: ``pixels`` (1, 3, S, S)
-    preprocessed, ``masks`` (B, S, S) bool, zero in the padding."""
+    """Images and some of their masks at model input size: ``pixels`` (N, 3, S, S)
+    preprocessed, ``masks`` (B, S, S) bool, zero in the padding, ``image_index`` (B,) long: the
+    image of each mask."""
 
     pixels: torch.Tensor
     masks: torch.Tensor
+    image_index: torch.Tensor
 
 
-def make_batch(model: Sam, sample: Sample, rng: np.random.Generator, max_masks: int) -> Batch:
-    """Resize a sample to the model's input (long side S), pad, and draw up to ``max_masks``."""
+def make_batch(
+    model: Sam, samples: Sample | list[Sample], rng: np.random.Generator, max_masks: int
+) -> Batch:
+    """Resize samples to the model's input (long side S), pad, and draw up to ``max_masks`` masks
+    of each; one transfer each of pixels and masks to the model's device."""
+    if isinstance(samples, Sample):
+        samples = [samples]
     side = model.image_encoder.img_size
     resize = ResizeLongestSide(side)
-    image = torch.as_tensor(resize.apply_image(sample.image)).permute(2, 0, 1).float()
-    height, width = image.shape[-2:]
-    chosen = rng.permutation(len(sample.masks))[:max_masks]
-    masks = torch.as_tensor(np.stack([sample.masks[i] for i in chosen]))[:, None].float()
-    masks = F.interpolate(masks, (height, width), mode="nearest")[:, 0] > 0.5
-    masks = F.pad(masks, (0, side - width, 0, side - height))
-    pixels = model.preprocess(image.to(model.device))[None]
-    return Batch(pixels, masks.to(model.device))
+    mean, std = model.pixel_mean.cpu(), model.pixel_std.cpu()
+    pixels, masks, index = [], [], []
+    for number, sample in enumerate(samples):
+        image = torch.as_tensor(resize.apply_image(sample.image)).permute(2, 0, 1).float()
+        height, width = image.shape[-2:]
+        pixels.append(F.pad((image - mean) / std, (0, side - width, 0, side - height)))
+        chosen = rng.permutation(len(sample.masks))[:max_masks]
+        chosen_masks = torch.as_tensor(np.stack([sample.masks[i] for i in chosen]))
+        if tuple(chosen_masks.shape[-2:]) != (height, width):
+            resized = F.interpolate(chosen_masks[:, None].float(), (height, width), mode="nearest")
+            chosen_masks = resized[:, 0] > 0.5
+        masks.append(F.pad(chosen_masks, (0, side - width, 0, side - height)))
+        index += [number] * len(chosen)
+    device = model.device
+    non_blocking = device.type == "cuda"
+    return Batch(
+        torch.stack(pixels).to(device, non_blocking=non_blocking),
+        torch.cat(masks).to(device, non_blocking=non_blocking),
+        torch.as_tensor(index).to(device, non_blocking=non_blocking),
+    )
 
 
 def stack_points(prompts: list, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,74 +206,152 @@ def stack_points(prompts: list, device: torch.device) -> tuple[torch.Tensor, tor
     return torch.as_tensor(coords, device=device), torch.as_tensor(labels, device=device)
 
 
+def sample_points(
+    region: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A pixel uniform in each (H, W) mask of ``region`` (B, H, W) bool: (x, y) coords (B, 2)
+    float and (B,) bool, False where the mask is empty (its coords are then meaningless)."""
+    batch, _, width = region.shape
+    scores = torch.rand(region.shape, generator=generator, device=region.device)
+    flat = torch.where(region, scores, -1.0).reshape(batch, -1)
+    index = flat.argmax(dim=1)
+    coords = torch.stack([index % width, torch.div(index, width, rounding_mode="floor")], dim=1)
+    return coords.float(), region.reshape(batch, -1).any(dim=1)
+
+
+def noisy_boxes(masks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Tight XYXY boxes (B, 4) of non-empty masks (B, H, W), each coordinate shifted by
+    N(0, (10% of the box side)^2) capped at 20 px, clipped to the image (as
+    :func:`sam.train.simulation.noisy_box`)."""
+    height, width = masks.shape[-2:]
+    cols, rows = masks.any(dim=1), masks.any(dim=2)  # (B, W), (B, H)
+
+    def extent(line: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        first = line.float().argmax(dim=1)
+        last = line.shape[1] - 1 - line.flip(1).float().argmax(dim=1)
+        return first.float(), last.float()
+
+    x0, x1 = extent(cols)
+    y0, y1 = extent(rows)
+    box = torch.stack([x0, y0, x1, y1], dim=1)
+    sides = torch.stack([x1 - x0 + 1, y1 - y0 + 1], dim=1).repeat(1, 2)
+    noise = torch.randn(box.shape, generator=generator, device=box.device)
+    box = box + (noise * BOX_NOISE_FRACTION * sides).clamp(-BOX_NOISE_MAX, BOX_NOISE_MAX)
+    limit = torch.tensor([width - 1, height - 1] * 2, dtype=box.dtype, device=box.device)
+    box = torch.minimum(box.clamp(min=0), limit)
+    xs, ys = box[:, 0::2], box[:, 1::2]
+    return torch.stack([xs.min(1).values, ys.min(1).values, xs.max(1).values, ys.max(1).values], 1)
+
+
 def simulate(
     model: Sam, batch: Batch, rng: np.random.Generator, config: TrainConfig
-) -> tuple[torch.Tensor, float]:
-    """The interactive simulation on one batch: mean loss over the iterations (scalar, with
-    grad) and the mean IoU of the final supervised outputs."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The interactive simulation on one batch, all on the model's device (no host round trip):
+    mean loss over the iterations (scalar, with grad) and the mean IoU of the final supervised
+    outputs (scalar, detached).
+
+    Iteration 0 prompts every mask with a uniform foreground point or (for the whole batch, with
+    ``box_probability``) a noisy box; every later one feeds back the previous best low-res logits
+    and, on point iterations, adds a point uniform in the error region (foreground on a false
+    negative, background on a false positive; a padding point where the prediction is exact).
+    """
+    device = model.device
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(rng.integers(2**62)))
     encoder_trains = any(p.requires_grad for p in model.image_encoder.parameters())
     with torch.set_grad_enabled(encoder_trains and torch.is_grad_enabled()):
         embedding = model.encode_image(batch.pixels)
-    gt_masks = batch.masks.cpu().numpy()
-    use_box = rng.random() < config.box_probability
-    prompts = [first_prompt(rng, m, box_probability=float(use_box)) for m in gt_masks]
+    # every mask gets its image's embedding; the decoder's own broadcast serves one image only,
+    # so the per-mask embedding travels in the dense prompt (the decoder adds the two)
+    per_mask = embedding[batch.image_index]
+    zero_embedding = torch.zeros_like(embedding[:1])
+    gt = batch.masks
+    use_box = bool(rng.random() < config.box_probability)
     schedule = simulation_schedule(rng, config.num_points, config.num_mask_only)
     side = model.image_encoder.img_size
-    total = torch.zeros((), device=model.device)
-    pred_masks: np.ndarray = np.zeros_like(gt_masks)  # set by each iteration for the next
-    fed_back: list[torch.Tensor] = []
+    boxes = noisy_boxes(gt, generator) if use_box else None
+    if use_box:
+        coords = torch.zeros((len(gt), 0, 2), device=device)
+        labels = torch.zeros((len(gt), 0), dtype=torch.long, device=device)
+    else:
+        first, _ = sample_points(gt, generator)
+        coords = first[:, None]
+        labels = torch.ones((len(gt), 1), dtype=torch.long, device=device)
+    # positional encodings in float32 even under autocast, as at inference (bf16 would blur
+    # the point coordinates)
+    full_precision = torch.autocast(device.type, enabled=False)
+    with full_precision:
+        image_pe = model.prompt_encoder.get_dense_pe()
+    total = torch.zeros((), device=device)
+    mask_input = None
+    pred = None
+    targets = None
     for iteration in schedule:
-        if iteration.uses_previous_mask:
-            prompts = [
-                next_prompt(rng, p, iteration, pred, gt, logit)
-                for p, pred, gt, logit in zip(prompts, pred_masks, gt_masks, fed_back)
-            ]
-        multimask = prompts[0].is_ambiguous
-        points = stack_points(prompts, model.device) if any(p.num_points for p in prompts) else None
-        boxes = torch.as_tensor(np.stack([p.box for p in prompts])) if use_box else None
-        masks = None
-        if prompts[0].mask_logits is not None:
-            masks = torch.stack([p.mask_logits for p in prompts])
-        sparse, dense = model.prompt_encoder(
-            points=points, boxes=None if boxes is None else boxes.to(model.device), masks=masks
-        )
+        if iteration.adds_point:
+            point, has_error = sample_points(pred != gt, generator)
+            rows = torch.arange(len(gt), device=device)
+            x, y = point[:, 0].long(), point[:, 1].long()
+            label = torch.where(has_error, gt[rows, y, x].long(), -1)
+            coords = torch.cat([coords, point[:, None]], dim=1)
+            labels = torch.cat([labels, label[:, None]], dim=1)
+        multimask = not iteration.uses_previous_mask and not use_box
+        points = (coords, labels) if labels.shape[1] else None
+        with full_precision:
+            sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
         logits, iou_pred = model.mask_decoder(
-            image_embeddings=embedding,
-            image_pe=model.prompt_encoder.get_dense_pe(),
+            image_embeddings=zero_embedding,
+            image_pe=image_pe,
             sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
+            dense_prompt_embeddings=dense + per_mask,
             multimask_output=multimask,
         )
-        loss = sam_loss(logits.float(), iou_pred.float(), batch.masks, multimask)
+        logits = logits.float()
+        if targets is None:
+            targets = resize_targets(gt, tuple(logits.shape[-2:]))
+        loss = sam_loss(logits, iou_pred.float(), targets, multimask)
         total = total + loss.total
-        rows = torch.arange(len(prompts), device=logits.device)
+        rows = torch.arange(len(gt), device=device)
         index = iou_pred.argmax(dim=1) if multimask else torch.zeros_like(rows)
-        chosen = logits[rows, index][:, None].detach().float()  # (B, 1, h, w)
-        fed_back = list(chosen)
-        upscaled = F.interpolate(chosen, (side, side), mode="bilinear", align_corners=False)
-        pred_masks = (upscaled[:, 0] > 0).cpu().numpy()
-    final_iou = loss.actual_iou.gather(1, loss.best_index[:, None]).mean().item()
+        mask_input = logits[rows, index][:, None].detach()  # (B, 1, h, w)
+        upscaled = F.interpolate(mask_input, (side, side), mode="bilinear", align_corners=False)
+        pred = upscaled[:, 0] > 0
+    final_iou = loss.actual_iou.gather(1, loss.best_index[:, None]).mean()
     return total / len(schedule), final_iou
 
 
 class Trainer:
-    """Trains ``model`` on an endless stream of samples; see :class:`TrainConfig`."""
+    """Trains ``model`` on an endless stream of samples; see :class:`TrainConfig`. The model's
+    device is the training device; on CUDA the forward passes run under bf16 autocast."""
 
     def __init__(self, model: Sam, config: TrainConfig) -> None:
         self.model, self.config = model, config
         set_trainable(model, config.trainable)
         self.drop_path_handles = add_drop_path(model.image_encoder, config.drop_path)
-        self.optimizer = torch.optim.AdamW(parameter_groups(model, config), betas=config.betas)
+        fused = {"fused": True} if model.device.type == "cuda" else {}
+        self.optimizer = torch.optim.AdamW(
+            parameter_groups(model, config), betas=config.betas, **fused
+        )
+        self.started: float | None = None  # monotonic time fit() began
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(step, config)
+            self.optimizer, lambda step: lr_factor(step, config, self.progress(step))
         )
         self.step = 0
         self.rng = np.random.default_rng(config.seed)
 
-    def train_step(self, sample: Sample) -> dict[str, float]:
-        """One optimizer step on one image (up to ``masks_per_image`` masks)."""
+    def progress(self, step: int | None = None) -> float:
+        """Fraction of the run done: the larger of step / steps and, in a time-limited run,
+        elapsed / max_seconds."""
+        step = self.step if step is None else step
+        done = step / max(self.config.steps, 1)
+        if self.config.max_seconds and self.started is not None:
+            done = max(done, (time.monotonic() - self.started) / self.config.max_seconds)
+        return done
+
+    def train_step(self, samples: Sample | list[Sample]) -> dict[str, float]:
+        """One optimizer step on one image or a list of them (up to ``masks_per_image`` masks
+        of each)."""
         self.model.train()
-        batch = make_batch(self.model, sample, self.rng, self.config.masks_per_image)
+        batch = make_batch(self.model, samples, self.rng, self.config.masks_per_image)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=batch.pixels.is_cuda)
         with autocast:
             loss, miou = simulate(self.model, batch, self.rng, self.config)
@@ -255,14 +363,23 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return {"loss": loss.item(), "miou": miou, "lr": self.scheduler.get_last_lr()[0]}
+        loss_value, miou_value = torch.stack([loss.detach(), miou.float()]).tolist()
+        return {
+            "loss": loss_value,
+            "miou": miou_value,
+            "lr": self.scheduler.get_last_lr()[0],
+            "masks": len(batch.masks),
+        }
 
-    def fit(self, samples: Iterable[Sample]) -> list[dict[str, float]]:
-        """Train until ``config.steps``, cycling through ``samples``; logs and checkpoints."""
+    def fit(self, samples: Iterable[Sample] | Iterable[list[Sample]]) -> list[dict[str, float]]:
+        """Train until ``config.steps`` (or ``max_seconds``), cycling through ``samples``: single
+        samples (grouped ``images_per_step`` at a time) or ready lists of them, such as
+        :func:`sam.train.data.scene_loader` yields. Logs and checkpoints."""
         history = []
-        stream = _cycle(samples)
-        bar = tqdm(total=self.config.steps, initial=self.step, desc="train")
-        start = time.monotonic()
+        stream = _groups(_cycle(samples), self.config.images_per_step)
+        bar = tqdm(total=self.config.steps, initial=self.step, desc="train", mininterval=5)
+        self.started = start = time.monotonic()
+        last_save = start
         while self.step < self.config.steps:
             if self.config.max_seconds and time.monotonic() - start > self.config.max_seconds:
                 logger.warning("stopping at step %d: time budget spent", self.step)
@@ -272,10 +389,21 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", miou=f"{metrics['miou']:.3f}")
             if self.step % self.config.log_every == 0:
-                logger.info("step %d: %s", self.step, metrics)
+                elapsed = time.monotonic() - start
+                logger.info(
+                    "step %d (%.0f s, %.2f steps/s): %s",
+                    self.step,
+                    elapsed,
+                    len(history) / max(elapsed, 1e-9),
+                    {k: round(v, 5) for k, v in metrics.items()},
+                )
             every = self.config.checkpoint_every
-            if every and self.step % every == 0:
+            seconds = self.config.checkpoint_seconds
+            if (every and self.step % every == 0) or (
+                seconds and time.monotonic() - last_save > seconds
+            ):
                 self.save(self.config.output_dir)
+                last_save = time.monotonic()
         bar.close()
         self.save(self.config.output_dir)
         self.model.eval()
@@ -306,14 +434,30 @@ class Trainer:
         self.rng = np.random.default_rng((self.config.seed, self.step))
 
 
-def _cycle(samples: Iterable[Sample]) -> Iterator[Sample]:
+def _cycle(samples: Iterable) -> Iterator:
     while True:
         empty = True
         for sample in samples:
+            if isinstance(sample, list) and not sample:
+                continue  # a group whose scenes all lacked a valid mask
             empty = False
             yield sample
         if empty:
             raise ValueError("no training samples")
+
+
+def _groups(stream: Iterator, size: int) -> Iterator[Sample | list[Sample]]:
+    """Lists from the stream pass through; single samples are grouped ``size`` at a time
+    (passed alone when ``size`` is 1)."""
+    pending: list[Sample] = []
+    for item in stream:
+        if isinstance(item, list) or size <= 1:
+            yield item
+        else:
+            pending.append(item)
+            if len(pending) == size:
+                yield pending
+                pending = []
 
 
 def push_to_hub(folder: str | Path, repo_id: str, private: bool = False) -> str:
