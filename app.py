@@ -1,5 +1,6 @@
-"""The Segment Anything page: click, box or brush an object, pick one of three ranked masks,
-refine it, label it, and download the annotations as COCO JSON and PNG masks.
+"""The Segment Anything page: click, box, brush or describe an object, pick one of three ranked
+masks, refine it, segment everything, label masks (or pre-fill the confident ones), and download
+the annotations as SA-1B JSON, COCO JSON and PNG masks.
 
 python app.py [--model vit_b|vit_l|vit_h|demo|/path/to/model.safetensors] [--device auto]
               [--precision auto] [--host 127.0.0.1] [--port 7860] [--share]
@@ -23,11 +24,13 @@ import numpy as np
 from gradio.data_classes import FileData
 from PIL import Image
 
-from prompts.annotations import coco_json_bytes, masks_zip_bytes
+from prompts.annotations import coco_json_bytes, masks_zip_bytes, sa1b_files
 from prompts.brush import editor_mask
+from prompts.everything import EverythingSettings, settings_for
 from prompts.images import open_image
 from prompts.render import iou_caption
 from prompts.session import ClickMode, Session
+from prompts.text_models import ClipLoader, TextModel, TextModels, clip_kind, load_text_model
 from sam import CheckpointError, EmbeddingCache, Sam, SamPredictor, build_sam, load_sam
 
 log = logging.getLogger("sam.app")
@@ -49,8 +52,10 @@ Loader = Callable[..., Sam]
 INTRO = """# Segment Anything
 Upload an image (or paste one, or use the webcam), then click on an object: green dots mark
 what belongs to it, red dots (*Background point*) what does not; *Box* takes two corner clicks.
+Or describe it in words (*Text*); clicks then extend or cut the text's mask.
 Pick one of the three candidates (best predicted IoU first); further clicks refine it.
-Name it and press *Accept*; download everything as COCO JSON and PNG masks."""
+Name it and press *Accept*, or let *Pre-fill confident masks* add what segment everything is
+sure of; download everything as SA-1B JSON, COCO JSON and PNG masks."""
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -70,6 +75,10 @@ class LoadedModel:
     def predictor(self) -> SamPredictor:
         """A new predictor (one per session) sharing this model's embedding cache."""
         return SamPredictor(self.model, cache=self.cache)
+
+    def everything_settings(self) -> EverythingSettings:
+        """Segment-everything settings that suit this model on its device."""
+        return settings_for(self.used, on_gpu=self.model.device.type == "cuda")
 
 
 def fallback_banner(requested: str, used: str, reason: str) -> str:
@@ -116,7 +125,8 @@ def load_with_fallback(
 
 
 class ModelShelf:
-    """Models loaded on demand and shared by every session; keeps the latest few."""
+    """Models loaded on demand and shared by every session; keeps the latest few SAM models,
+    and the CLIP models for text prompts, loaded when text is first used."""
 
     def __init__(
         self,
@@ -124,11 +134,18 @@ class ModelShelf:
         precision: str = "auto",
         loader: Loader = load_sam,
         capacity: int = LOADED_MODELS_KEPT,
+        clip_loader: ClipLoader = load_text_model,
     ) -> None:
         self.device, self.precision = device, precision
         self.loader, self.capacity = loader, capacity
+        self.text_models = TextModels(clip_loader)
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
+
+    def text_model_for(self, loaded: LoadedModel) -> Callable[[], TextModel]:
+        """What a session calls, on its first text prompt, to get the CLIP for ``loaded``."""
+        kind = clip_kind(loaded.used)
+        return lambda: self.text_models.get(kind)
 
     def get(self, name: str) -> LoadedModel:
         with self._lock:
@@ -175,10 +192,10 @@ def require_image(session: Session | None) -> Session:
 
 
 def session_views(session: Session | None) -> tuple:
-    """(session, canvas, candidates gallery, annotations table) after an edit."""
+    """(session, canvas, candidates gallery, annotations table, status text) after an edit."""
     if session is None:
-        return None, None, [], annotation_rows(None)
-    return session, session.canvas(), session.gallery(), annotation_rows(session)
+        return None, None, [], annotation_rows(None), ""
+    return session, session.canvas(), session.gallery(), annotation_rows(session), session.status
 
 
 def annotation_rows(session: Session | None) -> list[list]:
@@ -200,14 +217,19 @@ def optional_array(values: list | None, dtype: type) -> np.ndarray | None:
 class Handlers:
     """What the page's events call; plain methods, so tests can call them directly."""
 
-    VIEWS = 4  # outputs of session_views
+    VIEWS = 5  # outputs of session_views
 
     def __init__(self, shelf: ModelShelf, default_model: str) -> None:
         self.shelf = shelf
         self.default_model = default_model
 
     def new_session(self, model_name: str) -> Session:
-        return Session(self.shelf.get(model_name).predictor())
+        loaded = self.shelf.get(model_name)
+        return Session(
+            loaded.predictor(),
+            text_model=self.shelf.text_model_for(loaded),
+            everything_settings=loaded.everything_settings(),
+        )
 
     @friendly(VIEWS + 1)
     def image(
@@ -262,6 +284,48 @@ class Handlers:
         return session_views(session)
 
     @friendly(VIEWS)
+    def text(
+        self,
+        session: Session | None,
+        text: str | None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
+    ) -> tuple:
+        """A text prompt: CLIP finds the object, SAM segments it; clicks then refine it. The
+        first text loads CLIP (a download for Meta's models)."""
+        progress(0.1, desc="Finding the text (the first one loads CLIP)")
+        require_image(session).text(text or "")
+        return session_views(session)
+
+    @friendly(VIEWS + 1)
+    def everything(
+        self,
+        session: Session | None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
+    ) -> tuple:
+        """Segment everything: every mask coloured on the image (shown in its own view)."""
+        session = require_image(session)
+        points = session.everything_settings.points_per_side**2
+        progress(0.1, desc=f"Prompting the image with {points} points")
+        session.segment_everything()
+        progress(0.9, desc="Colouring the masks")
+        return (*session_views(session), session.everything_canvas())
+
+    @friendly(VIEWS + 1)
+    def prefill(
+        self,
+        session: Session | None,
+        label: str | None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
+    ) -> tuple:
+        """Semi-automatic annotation: add segment everything's confident masks to the list."""
+        session = require_image(session)
+        if not session.everything:
+            progress(0.1, desc="Segment everything")
+        added = session.prefill(label or "")
+        gr.Info(f"Pre-filled {len(added)} masks")
+        return (*session_views(session), session.everything_canvas())
+
+    @friendly(VIEWS)
     def accept(self, session: Session | None, label: str) -> tuple:
         annotation = require_image(session).accept(label or "")
         gr.Info(f"Accepted #{annotation.annotation_id} '{annotation.label}'")
@@ -269,7 +333,8 @@ class Handlers:
 
     @friendly(1)
     def export(self, session: Session | None) -> list[str]:
-        """Write the annotations as COCO JSON and a zip of PNG masks; return both paths."""
+        """Write the annotations as SA-1B JSON (one file per image), COCO JSON and a zip of PNG
+        masks; return their paths."""
         if session is None or not session.annotations:
             raise ValueError("nothing to download yet: accept a mask first")
         folder = Path(tempfile.mkdtemp(prefix="sam_annotations_"))
@@ -277,7 +342,11 @@ class Handlers:
         coco.write_bytes(coco_json_bytes(session.images, session.annotations))
         masks = folder / "masks.zip"
         masks.write_bytes(masks_zip_bytes(session.annotations))
-        return [str(coco), str(masks)]
+        paths = [str(coco), str(masks)]
+        for name, payload in sa1b_files(session.images, session.annotations).items():
+            (folder / name).write_bytes(payload)
+            paths.append(str(folder / name))
+        return paths
 
     @friendly(VIEWS + 1)
     def model(
@@ -291,9 +360,13 @@ class Handlers:
         loaded = self.shelf.get(model_name)
         if session is not None:
             progress(0.5, desc="Encoding the image")
-            session.set_predictor(loaded.predictor())
+            session.set_predictor(
+                loaded.predictor(),
+                self.shelf.text_model_for(loaded),
+                loaded.everything_settings(),
+            )
         else:
-            session = Session(loaded.predictor())
+            session = self.new_session(model_name)
         if loaded.banner:
             gr.Warning(f"Could not load {model_name}; see the banner.")
         return (*session_views(session), loaded.banner)
@@ -304,26 +377,31 @@ class Handlers:
         points: list | None = None,
         labels: list | None = None,
         box: list | None = None,
-    ) -> tuple[list[tuple[str, str]], list[float]]:
-        """API: an image file and prompts -> the three masks (PNG, best first) and their scores.
-        points: [[x, y], ...] in pixels; labels: [1 or 0, ...]; box: [x0, y0, x1, y1]."""
+        text: str | None = None,
+    ) -> tuple[list[tuple[str, str]], list[float], str]:
+        """API: an image file and prompts -> the three masks (PNG, best first), their predicted
+        IoUs, and a message (what the text found; empty without text). points: [[x, y], ...] in
+        pixels; labels: [1 or 0, ...]; box: [x0, y0, x1, y1]; text: what to segment ("red
+        circle"), combined with the points and box. A text that is not found gives no masks."""
         try:
-            predictor = self.shelf.get(self.default_model).predictor()
-            predictor.set_image(open_image(image))
-            candidates = predictor.predict_ranked(
-                point_coords=optional_array(points, np.float32),
-                point_labels=optional_array(labels, np.int32),
-                box=optional_array(box, np.float32),
+            session = self.new_session(self.default_model)
+            session.set_image(open_image(image))
+            session.predict(
+                optional_array(points, np.float32),
+                optional_array(labels, np.int32),
+                optional_array(box, np.float32),
+                None if text is None or text == "" else text,
             )
         except (ValueError, TypeError) as error:
             raise gr.Error(str(error)) from error
         folder = Path(tempfile.mkdtemp(prefix="sam_segment_"))
         masks = []
-        for rank, candidate in enumerate(candidates):
+        clip_scores = session.clip_scores or [None] * len(session.candidates)
+        for rank, (candidate, clip_score) in enumerate(zip(session.candidates, clip_scores)):
             path = folder / f"mask_{rank}.png"
             Image.fromarray(candidate.mask.astype(np.uint8) * 255).save(path)
-            masks.append((str(path), iou_caption(candidate.score)))
-        return masks, [c.score for c in candidates]
+            masks.append((str(path), iou_caption(candidate.score, clip_score)))
+        return masks, [c.score for c in session.candidates], session.status
 
 
 # -- the page -----------------------------------------------------------------------------------
@@ -395,8 +473,8 @@ def build_demo(
                         example_images(), inputs=[image_in], label="Examples", elem_id="examples"
                     )
             with gr.Column():
-                with gr.Tabs():
-                    with gr.Tab("Click"):
+                with gr.Tabs() as tabs:
+                    with gr.Tab("Click", id="click"):
                         canvas = gr.Image(
                             label="Click on an object",
                             type="numpy",
@@ -405,7 +483,7 @@ def build_demo(
                             height=380,
                             elem_id="canvas",
                         )
-                    with gr.Tab("Brush"):
+                    with gr.Tab("Brush", id="brush"):
                         editor = gr.ImageEditor(
                             type="numpy",
                             label="Paint over the object",
@@ -416,9 +494,29 @@ def build_demo(
                             elem_id="brush",
                         )
                         brush_button = gr.Button("Segment from brush")
+                    with gr.Tab("Everything", id="everything"):
+                        everything_view = gr.Image(
+                            label="Segment everything: every mask in its own colour",
+                            type="numpy",
+                            format="jpeg",
+                            interactive=False,
+                            height=380,
+                            elem_id="everything",
+                        )
+                with gr.Row():
+                    text_in = gr.Textbox(
+                        label="Text",
+                        placeholder="describe the object, e.g. red circle (Enter)",
+                        scale=3,
+                        elem_id="text-prompt",
+                    )
+                    text_button = gr.Button("Segment from text", scale=1)
                 with gr.Row():
                     undo_button = gr.Button("Undo")
                     clear_button = gr.Button("Clear")
+                    everything_button = gr.Button("Segment everything")
+                    prefill_button = gr.Button("Pre-fill confident masks")
+                status = gr.Markdown(elem_id="status")
         candidates = gr.Gallery(
             label="Candidates, best predicted IoU first (click one to refine it)",
             columns=3,
@@ -434,7 +532,7 @@ def build_demo(
         table = gr.Dataframe(
             headers=["id", "label", "area", "IoU"], label="Annotations", interactive=False
         )
-        export_button = gr.Button("Download COCO JSON + PNG masks")
+        export_button = gr.Button("Download SA-1B JSON, COCO JSON, PNG masks")
         downloads = gr.File(
             label="Downloads", file_count="multiple", height=120, elem_id="downloads"
         )
@@ -444,28 +542,38 @@ def build_demo(
             api_points = gr.JSON(label="points")
             api_labels = gr.JSON(label="labels")
             api_box = gr.JSON(label="box")
+            api_text = gr.Textbox(label="text")
             api_masks = gr.Gallery(label="masks", format="png")
             api_scores = gr.JSON(label="scores")
+            api_message = gr.Textbox(label="message")
             api_button = gr.Button()
 
-        views = [session, canvas, candidates, table]
+        views = [session, canvas, candidates, table, status]
         image_in.change(
             handlers.image, [image_in, session, model_choice], [*views, editor], api_name=False
-        )
+        ).then(lambda: None, None, everything_view, api_name=False)  # a new image: none yet
         canvas.select(handlers.click, [session, mode], views, api_name=False)
         candidates.select(handlers.pick, [session], views, api_name=False)
         undo_button.click(handlers.undo, [session], views, api_name=False)
         clear_button.click(handlers.clear, [session], views, api_name=False)
         brush_button.click(handlers.brush, [session, editor], views, api_name=False)
+        for trigger in (text_in.submit, text_button.click):
+            trigger(handlers.text, [session, text_in], views, api_name=False)
+        everything_button.click(
+            handlers.everything, [session], [*views, everything_view], api_name=False
+        ).success(lambda: gr.Tabs(selected="everything"), None, tabs, api_name=False)
+        prefill_button.click(
+            handlers.prefill, [session, label], [*views, everything_view], api_name=False
+        )
         accept_button.click(handlers.accept, [session, label], views, api_name=False)
         export_button.click(handlers.export, [session], [downloads], api_name=False)
         model_choice.change(
             handlers.model, [model_choice, session], [*views, banner], api_name=False
-        )
+        ).then(lambda: None, None, everything_view, api_name=False)
         api_button.click(
             handlers.segment,
-            [api_image, api_points, api_labels, api_box],
-            [api_masks, api_scores],
+            [api_image, api_points, api_labels, api_box, api_text],
+            [api_masks, api_scores, api_message],
             api_name="segment",
         )
     demo.queue(default_concurrency_limit=QUEUE_CONCURRENCY)

@@ -55,11 +55,12 @@ class Annotation:
         return cls(annotation_id, image_id, label, rle, float(score), None, point_coords)
 
     @classmethod
-    def from_record(
-        cls, annotation_id: int, image_id: int, label: str, record: dict
-    ) -> Annotation:
+    def from_record(cls, annotation_id: int, image_id: int, label: str, record: dict) -> Annotation:
         """From an automatic-mask record whose segmentation is a COCO RLE with str counts."""
-        rle = {"size": list(record["segmentation"]["size"]), "counts": record["segmentation"]["counts"]}
+        rle = {
+            "size": list(record["segmentation"]["size"]),
+            "counts": record["segmentation"]["counts"],
+        }
         points = tuple((float(x), float(y)) for x, y in record.get("point_coords", ()))
         return cls(
             annotation_id,
@@ -80,14 +81,15 @@ class Annotation:
 
     @property
     def area(self) -> int:
-        return int(mask_utils.area(self._rle_bytes()))
+        return int(mask_utils.area(self.pycoco_rle()))
 
     @property
     def bbox(self) -> list[float]:
         """COCO XYWH."""
-        return [float(v) for v in mask_utils.toBbox(self._rle_bytes())]
+        return [float(v) for v in mask_utils.toBbox(self.pycoco_rle())]
 
-    def _rle_bytes(self) -> dict:
+    def pycoco_rle(self) -> dict:
+        """The RLE in pycocotools' own form (bytes counts)."""
         return {"size": self.rle["size"], "counts": self.rle["counts"].encode("ascii")}
 
 
@@ -152,9 +154,7 @@ def sa1b_json(image: AnnotatedImage, annotations: list[Annotation]) -> dict:
     }
 
 
-def sa1b_files(
-    images: list[AnnotatedImage], annotations: list[Annotation]
-) -> dict[str, bytes]:
+def sa1b_files(images: list[AnnotatedImage], annotations: list[Annotation]) -> dict[str, bytes]:
     """{file name: SA-1B JSON} for every image with annotations ('sa1b_image1.json', ...)."""
     used = {a.image_id for a in annotations}
     return {

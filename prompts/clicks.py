@@ -132,9 +132,7 @@ class PromptState:
     @property
     def is_empty(self) -> bool:
         """True when there is nothing to predict from (a lone box corner is not a prompt)."""
-        return (
-            not self.points and self.box is None and self.brush_input is None and not self.texts
-        )
+        return not self.points and self.box is None and self.brush_input is None and not self.texts
 
     def predictor_args(self) -> dict[str, np.ndarray | None]:
         """Keyword arguments for ``SamPredictor.predict``/``predict_ranked``."""

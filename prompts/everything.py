@@ -72,10 +72,11 @@ def segment_everything(
 
 
 def confident(records: list[Record], settings: EverythingSettings) -> list[Record]:
-    """The records at or above the confident predicted-IoU and stability thresholds."""
+    """The non-empty records at or above the confident predicted-IoU and stability thresholds."""
     return [
         r
         for r in records
-        if r["predicted_iou"] >= settings.confident_iou
+        if r["area"] > 0
+        and r["predicted_iou"] >= settings.confident_iou
         and r["stability_score"] >= settings.confident_stability
     ]

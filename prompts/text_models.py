@@ -8,14 +8,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from . import clip_model
 from .clip_model import (
     DEFAULT_MODEL,
     DEFAULT_PRETRAINED,
+    DEMO_CLIP_CHECKPOINT,
     DEMO_MODEL_NAME,
     ClipLoadError,
     ClipModel,
@@ -26,8 +26,6 @@ from .clip_model import (
 log = logging.getLogger(__name__)
 
 ClipKind = Literal["demo", "default"]
-DEMO_CLIP_FILE = Path(__file__).resolve().parent.parent / "assets" / "demo" / "clip_demo.safetensors"
-SMALL_SAM_MODELS = ("demo", "vit_test")  # served with the tiny CLIP
 RETRY_AFTER_S = 300.0  # a failed CLIP download is retried after this long, not on every request
 UNTRAINED_NOTE = (
     "Note: the bundled CLIP is not trained yet, so text results come from an untrained model "
@@ -38,10 +36,12 @@ UNTRAINED_NOTE = (
 @dataclass(frozen=True)
 class TextModel:
     """A CLIP model ready for text prompts; ``note`` is shown with every text result (empty
-    when there is nothing to say)."""
+    when there is nothing to say); ``options`` are keyword arguments for
+    :class:`prompts.text_prompter.TextPrompter` (thresholds that suit this CLIP)."""
 
     clip: ClipModel
     note: str = ""
+    options: dict = field(default_factory=dict)
 
 
 ClipLoader = Callable[[ClipKind], TextModel]
@@ -53,21 +53,13 @@ def clip_kind(sam_model: str) -> ClipKind:
     return "default" if sam_model in ("vit_b", "vit_l", "vit_h") else "demo"
 
 
-def demo_clip_file() -> Path:
-    """Where the bundled tiny CLIP's weights are (they may not exist yet)."""
-    return Path(getattr(clip_model, "DEMO_CLIP_CHECKPOINT", DEMO_CLIP_FILE))
-
-
 def load_text_model(kind: ClipKind) -> TextModel:
     """Load the CLIP of ``kind``; raises :class:`ClipLoadError` with a message a person can act
     on. The tiny CLIP falls back to random weights (with a note) while it is not bundled."""
     if kind == "demo":
-        loader = getattr(clip_model, "load_demo_clip", None)
-        weights = demo_clip_file()
-        if weights.is_file():
-            clip = loader() if loader is not None else load_clip(DEMO_MODEL_NAME, str(weights))
-            return TextModel(clip)
-        log.warning("the bundled CLIP %s is missing: using random weights", weights)
+        if Path(DEMO_CLIP_CHECKPOINT).is_file():
+            return TextModel(load_clip("demo"))
+        log.warning("the bundled CLIP %s is missing: using random weights", DEMO_CLIP_CHECKPOINT)
         return TextModel(create_random_clip(DEMO_MODEL_NAME), UNTRAINED_NOTE)
     try:
         return TextModel(load_clip(DEFAULT_MODEL, DEFAULT_PRETRAINED))

@@ -1,4 +1,5 @@
-"""The `segment` endpoint through gradio_client, against the page served on 127.0.0.1."""
+"""The `segment` endpoint through gradio_client, against the page served on 127.0.0.1: the
+tiny random SAM with the bundled tiny CLIP (random weights until it is trained)."""
 
 from __future__ import annotations
 
@@ -34,14 +35,15 @@ def test_segment_endpoint(served):
     image = np.random.default_rng(1).integers(0, 255, (40, 56, 3), dtype=np.uint8)
     Image.fromarray(image).save(folder / "input.png")
     client = Client(url, verbose=False)
-    masks, scores = client.predict(
+    masks, scores, message = client.predict(
         handle_file(str(folder / "input.png")),
         [[10, 12], [40, 30]],
         [1, 0],
         [2, 2, 50, 36],
+        "",
         api_name="/segment",
     )
-    assert len(masks) == 3 and len(scores) == 3
+    assert len(masks) == 3 and len(scores) == 3 and message == ""
     assert scores == sorted(scores, reverse=True)
     assert [m["caption"] for m in masks] == [f"IoU {s:.2f}" for s in scores]
     mask = np.asarray(Image.open(masks[0]["image"]))
@@ -54,7 +56,12 @@ def test_segment_endpoint_reports_bad_prompts(served):
     client = Client(url, verbose=False)
     with pytest.raises(Exception, match="point_labels"):
         client.predict(
-            handle_file(str(folder / "small.png")), [[1, 1]], [1, 1], None, api_name="/segment"
+            handle_file(str(folder / "small.png")),
+            [[1, 1]],
+            [1, 1],
+            None,
+            "",
+            api_name="/segment",
         )
 
 
@@ -64,5 +71,28 @@ def test_segment_endpoint_reports_unreadable_images(served):
     client = Client(url, verbose=False)
     with pytest.raises(Exception, match=r"could not read 'broken\.png'"):
         client.predict(
-            handle_file(str(folder / "broken.png")), [[1, 1]], [1], None, api_name="/segment"
+            handle_file(str(folder / "broken.png")), [[1, 1]], [1], None, "", api_name="/segment"
+        )
+
+
+def test_segment_endpoint_with_text(served):
+    url, folder = served
+    image = np.random.default_rng(2).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    Image.fromarray(image).save(folder / "text.png")
+    client = Client(url, verbose=False)
+    # A positive click too, so there are masks whether or not the text is found.
+    masks, scores, message = client.predict(
+        handle_file(str(folder / "text.png")),
+        [[20, 20]],
+        [1],
+        None,
+        "red circle",
+        api_name="/segment",
+    )
+    assert message.startswith(("Found", "Not found")) and "red circle" in message
+    assert len(masks) == len(scores) == 3 and scores == sorted(scores, reverse=True)
+    assert all(" · CLIP " in m["caption"] for m in masks)
+    with pytest.raises(Exception, match="text is empty"):
+        client.predict(
+            handle_file(str(folder / "text.png")), None, None, None, "  ", api_name="/segment"
         )

@@ -106,3 +106,16 @@ def test_arguments_are_accepted_by_the_predictor(tiny_sam):
         **state.with_logits(candidates[0].low_res_logits).predictor_args()
     )
     assert len(refined) == 3 and refined[0].mask.shape == (40, 60)
+
+
+def test_text_prompts_stack_and_undo():
+    state = PromptState((20, 20)).add_point(3, 3)
+    assert state.text is None
+    texts = state.with_text("  red \n circle ").with_text("blue square")
+    assert texts.text == "blue square" and not texts.is_empty
+    assert texts.undo().text == "red circle" and texts.undo().undo().text is None
+    assert PromptState((5, 5)).with_text("cat").predictor_args()["point_coords"] is None
+    assert texts.clear().text is None
+    with pytest.raises(ValueError, match="the text is empty"):
+        state.with_text(" \t ")
+    assert len(state.with_text("x" * 5000).text) == 1000

@@ -65,3 +65,24 @@ def test_thumbnails_keep_the_aspect_ratio():
         image, [np.ones((300, 1200), bool)], [0.5], PromptState((300, 1200)), max_side=600
     )
     assert views[0][0].shape == (150, 600, 3)
+
+
+def test_colour_masks_tints_each_mask_its_own_colour():
+    from prompts.render import colour_masks, distinct_colours
+
+    image = np.zeros((10, 12, 3), np.uint8)
+    masks = [np.zeros((10, 12), bool) for _ in range(2)]
+    masks[0][:5], masks[1][5:] = True, True
+    out = colour_masks(image, masks)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert (out[0, 0] != out[9, 0]).any() and (out[0, 0] > 0).any()
+    assert len({tuple(c) for c in distinct_colours(8)}) == 8
+    with pytest.raises(ValueError, match="mask is"):
+        colour_masks(image, [np.zeros((3, 3), bool)])
+
+
+def test_caption_with_clip_score():
+    from prompts.render import iou_caption
+
+    assert iou_caption(0.934) == "IoU 0.93"
+    assert iou_caption(0.934, 0.7051) == "IoU 0.93 · CLIP 0.71"
