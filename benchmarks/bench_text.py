@@ -1,7 +1,7 @@
-"""Text -> three masks on CPU: ViT-B-16 CLIP (random weights) with SAM vit_b (random weights),
+"""Text -> three masks: ViT-B-16 CLIP (random weights) with SAM vit_b (random weights),
 once the SAM image embedding is cached.
 
-    python benchmarks/bench_text.py [--repeats 3] [--threads N] [--size 512]
+    python benchmarks/bench_text.py [--repeats 3] [--threads N] [--size 512] [--device cuda]
 
 Thresholds are opened (-inf) so that every query runs the whole pipeline: existence, three
 prompt sets, SAM on each and CLIP on every candidate's masked crop. Absolute times depend on
@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--size", type=int, default=512, help="image side in pixels")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -50,16 +51,16 @@ def main() -> None:
     import open_clip
 
     torch.manual_seed(0)
-    clip_model = open_clip.create_model("ViT-B-16")  # random weights, nothing downloaded
+    clip_model = open_clip.create_model("ViT-B-16", device=args.device)  # random weights
     clip = ClipModel(clip_model, open_clip.get_tokenizer("ViT-B-16"), name="ViT-B-16")
-    predictor = SamPredictor(randomize_weights(build_sam("vit_b"), seed=0))
+    predictor = SamPredictor(randomize_weights(build_sam("vit_b"), seed=0).to(args.device))
     image = sample_image(args.size)
     batches: list[int] = []
     clip.model.visual.conv1.register_forward_hook(lambda m, i, o: batches.append(i[0].shape[0]))
 
     start = time.perf_counter()
     predictor.set_image(image)
-    print(f"torch threads: {torch.get_num_threads()}, image {args.size}x{args.size}")
+    print(f"device {args.device}, torch threads: {torch.get_num_threads()}, image {args.size}²")
     print(
         f"SAM vit_b image embedding (once per image):          {time.perf_counter() - start:7.3f} s"
     )

@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
-# Train the demo SAM on a GPU machine (and, later, other jobs beside it), from the repo root:
+# One session on a lent GPU machine, from the repo root: the GPU benchmarks, then the demo SAM
+# and the demo CLIP trained side by side.
 #
 #   bash benchmarks/device_train.sh "$OUT"
 #
-# Env: SAM_MINUTES (training budget, default 6), SAM_ARGS (extra sam.train.demo arguments, e.g.
-# "--images-per-step 64 --num-workers 6"), PYTHON (default python3).
-# Writes $OUT/sam/{sam_demo.safetensors,results.md,scenes_held_out.json,train_log.json,run/},
-# $OUT/sam_train.log, $OUT/gpu.log and $OUT/env.log. Every job runs in the background through
-# start_job; add another one (e.g. the CLIP trainer) with one more start_job line below.
+# Env: SAM_MINUTES / CLIP_MINUTES (training budgets, default 6; 0 skips CLIP), SAM_ARGS / CLIP_ARGS (extra
+# arguments of sam.train.demo / sam.train.demo_clip), BENCH=0 to skip the benchmarks, PYTHON
+# (default python3). Packages the machine lacks travel as wheels in .whl/ (see the device notes).
+# Everything is written under a work folder, then packed into $OUT/{sam,clip,logs}.tgz (the
+# device tool brings back few files).
 set -uo pipefail
 
-OUT=${1:?usage: bash benchmarks/device_train.sh OUT_DIR}
+FINAL_OUT=${1:?usage: bash benchmarks/device_train.sh OUT_DIR}
+OUT=$(mktemp -d)
 PY=${PYTHON:-python3}
 SAM_MINUTES=${SAM_MINUTES:-6}
+CLIP_MINUTES=${CLIP_MINUTES:-6}
 SAM_ARGS=${SAM_ARGS:-}
+CLIP_ARGS=${CLIP_ARGS:-}
 export PYTHONUNBUFFERED=1
-mkdir -p "$OUT/sam"
+mkdir -p "$OUT/sam" "$OUT/clip"
+DEVICE=${DEVICE:-cuda}
+if ! "$PY" -c "import open_clip, pycocotools, segment_anything" 2>/dev/null \
+  && compgen -G ".whl/*.whl" >/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
 
 {
   date -u
@@ -72,12 +82,24 @@ nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 15 
   > "$OUT/gpu.log" 2>&1 &
 MONITOR=$!
 
+if [ "${BENCH:-1}" = 1 ]; then
+  timeout 120 "$PY" benchmarks/bench_predictor.py --device "$DEVICE" --repeats 10 2>&1 \
+    | tee "$OUT/bench_predictor.log"
+  timeout 60 "$PY" benchmarks/bench_text.py --device "$DEVICE" --repeats 5 2>&1 \
+    | tee "$OUT/bench_text.log"
+fi
+
 # training budget + start-up, evaluation and saving
-SAM_LIMIT=$(awk -v m="$SAM_MINUTES" 'BEGIN { printf "%d", m * 60 + 240 }')
+SAM_LIMIT=$(awk -v m="$SAM_MINUTES" 'BEGIN { printf "%d", m * 60 + 100 }')
 # shellcheck disable=SC2086
-start_job sam_train "$SAM_LIMIT" "$PY" -m sam.train.demo --minutes "$SAM_MINUTES" \
+start_job sam_train "$SAM_LIMIT" "$PY" -m sam.train.demo --minutes "$SAM_MINUTES" --device "$DEVICE" \
   --output-dir "$OUT/sam" $SAM_ARGS
-# start_job clip_train LIMIT "$PY" -m sam.train.demo_clip ...   <- add parallel jobs here
+if [ "$CLIP_MINUTES" != 0 ]; then
+CLIP_LIMIT=$(awk -v m="$CLIP_MINUTES" 'BEGIN { printf "%d", m * 60 + 100 }')
+# shellcheck disable=SC2086
+start_job clip_train "$CLIP_LIMIT" "$PY" -m sam.train.demo_clip --minutes "$CLIP_MINUTES" \
+  --device "$DEVICE" --output "$OUT/clip/clip_demo.safetensors" $CLIP_ARGS
+fi
 
 STATUS=0
 for name in "${!JOBS[@]}"; do
@@ -88,5 +110,9 @@ for name in "${!JOBS[@]}"; do
 done
 kill "$MONITOR" 2>/dev/null
 rm -f "$OUT/sam/run/train_state.pt"  # optimizer state: not needed back, keeps $OUT small
-ls -la "$OUT" "$OUT/sam"
+ls -la "$OUT" "$OUT/sam" "$OUT/clip"
+mkdir -p "$FINAL_OUT"
+tar -C "$OUT" -czf "$FINAL_OUT/sam.tgz" sam
+tar -C "$OUT" -czf "$FINAL_OUT/clip.tgz" clip
+tar -C "$OUT" -czf "$FINAL_OUT/logs.tgz" --exclude=sam --exclude=clip .
 exit "$STATUS"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import DEMO_CHECKPOINT, save_checkpoint
+from ..checkpoint import DEMO_CHECKPOINT, load_sam, save_checkpoint
 from ..config import SamConfig
 from ..evaluate import evaluate, write_report
 from ..model import build_sam
@@ -99,17 +99,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"write {CHECKPOINT_NAME}, results.md, scenes_held_out.json, train_log.json and "
         "the periodic training checkpoint (run/) here instead of next to --output",
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads of the training process (default: 2 on CUDA, beside the scene "
+        "workers; torch's default on CPU)",
+    )
+    parser.add_argument(
+        "--init", type=Path, default=None, help="start from this checkpoint (fine-tune)"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = torch.device(args.device or default_device())
     cuda = device.type == "cuda"
+    # On CUDA the few CPU ops of a step (batch assembly) must not fight the scene workers
+    # for cores: OpenMP regions spread over every core stall when the workers hold them.
+    threads = args.threads or (2 if cuda else None)
+    if threads:
+        torch.set_num_threads(threads)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -117,7 +129,10 @@ def main(argv: list[str] | None = None) -> None:
     workers = default_workers(device.type) if args.num_workers is None else args.num_workers
     output = args.output_dir / CHECKPOINT_NAME if args.output_dir else args.output
     torch.manual_seed(TRAIN_SEED)
-    model = build_sam(DEMO_CONFIG).to(device)
+    model = build_sam(DEMO_CONFIG)
+    if args.init:
+        model.load_state_dict(load_sam(str(args.init), device="cpu", precision="fp32").state_dict())
+    model = model.to(device)
     config = TrainConfig(
         trainable="all",
         steps=args.steps,
@@ -129,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         masks_per_image=args.masks_per_image,
         images_per_step=images_per_step,
         max_seconds=args.minutes * 60,
-        log_every=100,
+        log_every=20 if cuda else 100,
         checkpoint_seconds=60.0 if args.output_dir else 0.0,
     )
     logging.info(
