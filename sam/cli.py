@@ -3,6 +3,7 @@
     python -m sam everything photos/ --out masks/          # every object in every image
     python -m sam everything "shots/*.jpg" --preset sa1b    # the SA-1B data-engine settings
     python -m sam segment photo.jpg --points 120,80 --out masks/
+    python -m sam segment scene.png --text "red circle" --model demo
     python -m sam edges photos/ --out edges/                # zero-shot edge maps
     python -m sam proposals photos/ --top-k 100             # ranked object proposals
     python -m sam instances val2017/ --detections dets.json # one mask per detector box
@@ -156,28 +157,54 @@ def everything(args: argparse.Namespace) -> int:
 
 
 def segment(args: argparse.Namespace) -> int:
-    """Prompted segmentation: the best mask for the given points and/or box, per image."""
+    """Prompted segmentation: the best mask for the given points, box and/or text, per image."""
     from .formats import to_sa1b, write_json
     from .predictor import SamPredictor
 
     points, labels = parse_points(args.points)
     box = parse_box(args.box)
-    if points is None and box is None:
-        raise UsageError("segment needs --points and/or --box")
+    text = None if args.text is None else args.text.strip()
+    if text == "":
+        raise UsageError("--text is empty: say what to segment, e.g. --text 'red circle'")
+    if points is None and box is None and text is None:
+        raise UsageError("segment needs --points, --box and/or --text")
     predictor = SamPredictor(load_model(args))
+    prompter = None if text is None else text_prompter(args, predictor)
 
     def process(image: np.ndarray, path: Path, json_path: Path) -> None:
-        predictor.set_image(image)
-        logits, scores, _ = predictor.predict(
-            points, labels, box, multimask_output=not args.single_mask, return_logits=True
-        )
-        best = int(np.argmax(scores))
-        records = [mask_record(logits[best], float(scores[best]), points)]
+        if prompter is not None:
+            result = prompter.segment(image, text, points, labels, box)
+            if not result.found:
+                raise ValueError(f"{result.message} (nothing written)")
+            best = result.best
+            records = [mask_record(np.where(best.mask, 1.0, -1.0), best.iou, points)]
+        else:
+            predictor.set_image(image)
+            logits, scores, _ = predictor.predict(
+                points, labels, box, multimask_output=not args.single_mask, return_logits=True
+            )
+            best = int(np.argmax(scores))
+            records = [mask_record(logits[best], float(scores[best]), points)]
         write_extras(args, image, records, json_path)
         height, width = image.shape[:2]
         write_json(json_path, to_sa1b(records, 0, path.name, height, width))
 
     return run_over_images(args, process)
+
+
+def text_prompter(args: argparse.Namespace, predictor):
+    """The text branch for ``args.model``: the bundled tiny CLIP for the demo model, ViT-B-16
+    (DataComp) from the Hub for Meta's models."""
+    from prompts.text_models import clip_kind, load_text_model
+    from prompts.text_prompter import TextPrompter
+
+    try:
+        text_model = load_text_model(clip_kind(args.model))
+    except (RuntimeError, OSError) as error:  # ClipLoadError is a RuntimeError
+        raise UsageError(str(error)) from error
+    if text_model.note:
+        print(text_model.note, file=sys.stderr)
+    return TextPrompter(text_model.clip, predictor, **text_model.options)
 
 
 def edges(args: argparse.Namespace) -> int:
@@ -441,6 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--points", help='"x,y[,label];..." with label 1 = object (default), 0 = background'
     )
     parser_segment.add_argument("--box", help='"x0,y0,x1,y1"')
+    parser_segment.add_argument(
+        "--text",
+        help='what to segment, e.g. "red circle" (CLIP; combines with --points and --box); an '
+        "image where it is not found counts as failed",
+    )
     parser_segment.add_argument(
         "--single-mask", action="store_true", help="one output instead of the best of three"
     )
