@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sam import build_sam
 from sam.automatic import AutomaticMaskGenerator
+from sam.precision import resolve_precision
 from sam.random_weights import randomize_weights
 from tests.reference import build_reference_sam
 
@@ -74,6 +75,9 @@ def main() -> None:
 
     ours = randomize_weights(build_sam(args.model), seed=0).eval()
     reference = build_reference_sam(ours.config, ours.state_dict())
+    auto_dtype = resolve_precision("auto", torch.device("cpu"))
+    ours_auto = randomize_weights(build_sam(args.model), seed=0).eval()
+    ours_auto.set_encoder_dtype(auto_dtype)
     image = sample_image()
     print(
         f"model {args.model} (random weights, fp32), image {image.shape[1]}x{image.shape[0]}, "
@@ -97,15 +101,16 @@ def main() -> None:
 
     for name, overrides in settings.items():
         kwargs = {"points_per_side": args.points_per_side, **overrides}
-        mine, our_seconds = timed_generate(AutomaticMaskGenerator(ours, **kwargs), image)
         theirs, ref_seconds = timed_generate(SamAutomaticMaskGenerator(reference, **kwargs), image)
-        ratio = ref_seconds / our_seconds
-        after_encoder = (ref_seconds - encoder_seconds) / max(our_seconds - encoder_seconds, 1e-9)
         print(f"\n{name} {kwargs}")
-        print(f"  reference  {ref_seconds:7.1f} s   {len(theirs):5d} masks")
-        print(f"  ours       {our_seconds:7.1f} s   {len(mine):5d} masks")
-        print(f"  speed-up   {ratio:7.2f}x overall, ~{after_encoder:.1f}x after the encoder")
-        print(f"  masks      {matched_fraction(mine, theirs):.3f} of the reference's matched")
+        print(f"  reference          {ref_seconds:7.1f} s   {len(theirs):5d} masks")
+        for label, model in (("ours fp32", ours), (f"ours auto ({auto_dtype})", ours_auto)):
+            mine, our_seconds = timed_generate(AutomaticMaskGenerator(model, **kwargs), image)
+            print(
+                f"  {label:18s} {our_seconds:7.1f} s   {len(mine):5d} masks   "
+                f"{ref_seconds / our_seconds:5.2f}x faster   "
+                f"{matched_fraction(mine, theirs):.3f} of the reference's masks matched"
+            )
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 # hundredths at most (more only for masks of a few low-res pixels); candidates this far below
 # the threshold at low resolution are still upsampled and scored exactly.
 LOW_RES_STABILITY_MARGIN = 0.1
+#: Prompts decoded at once on a CPU (see ``_decode_points``).
+CPU_DECODE_CHUNK = 4
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The SA-1B fully automatic stage (Kirillov et al. 2023, appendix B): a 32x32 grid on the
@@ -265,13 +267,21 @@ class AutomaticMaskGenerator:
         coords = torch.as_tensor(coords, dtype=torch.float, device=self.predictor.device)[:, None]
         labels = torch.ones(coords.shape[:2], dtype=torch.int, device=coords.device)
         sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-        return model.mask_decoder(
-            image_embeddings=self.predictor.features,
-            image_pe=model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=True,
-        )
+        image_pe = model.prompt_encoder.get_dense_pe()
+        # Each prompt decodes against its own copy of the image tokens: on a CPU a few prompts at
+        # a time stay in cache, a whole batch of 64 does not (measured 1.7x slower per prompt).
+        chunk = len(coords) if coords.is_cuda else CPU_DECODE_CHUNK
+        outputs = [
+            model.mask_decoder(
+                image_embeddings=self.predictor.features,
+                image_pe=image_pe,
+                sparse_prompt_embeddings=sparse[start : start + chunk],
+                dense_prompt_embeddings=dense[start : start + chunk],
+                multimask_output=True,
+            )
+            for start in range(0, len(coords), chunk)
+        ]
+        return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
 
     def _valid_low_res(self, low_res_logits: torch.Tensor) -> torch.Tensor:
         """(B, 4h, 4w) logits -> the part that covers the image rather than its padding, plus
