@@ -45,6 +45,7 @@ CLICK_MODES: dict[str, ClickMode] = {
 EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"
 MAX_FILE_SIZE = "25mb"
 LOADED_MODELS_KEPT = 2
+SESSION_TTL_S = 2 * 60 * 60  # a person's image, prompts and masks are dropped after this idle time
 QUEUE_CONCURRENCY = 4  # events of one kind served at once (sessions are independent)
 
 Loader = Callable[..., Sam]
@@ -450,7 +451,7 @@ def build_demo(
     with gr.Blocks(title="Segment Anything") as demo:
         gr.Markdown(INTRO)
         banner = gr.Markdown(loaded.banner, elem_id="model-banner")
-        session = gr.State(None)
+        session = gr.State(None, time_to_live=SESSION_TTL_S)
         with gr.Row():
             model_choice = gr.Dropdown(
                 choices, value=handlers.default_model, label="Model", allow_custom_value=False

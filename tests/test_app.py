@@ -97,7 +97,11 @@ def scores(gallery) -> list[float]:
 
 
 def test_page_builds(tiny_checkpoint):
-    assert isinstance(app.build_demo(tiny_checkpoint, device="cpu"), gr.Blocks)
+    page = app.build_demo(tiny_checkpoint, device="cpu")
+    assert isinstance(page, gr.Blocks)
+    # per-person state expires: gradio drops it after this long without activity
+    states = [b for b in page.blocks.values() if isinstance(b, gr.State)]
+    assert states and all(s.time_to_live == app.SESSION_TTL_S for s in states)
 
 
 def test_falls_back_to_a_random_model_with_a_banner():

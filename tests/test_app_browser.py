@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import app
 from prompts.clip_model import create_random_clip
@@ -132,14 +133,24 @@ def test_brush_stroke_gives_three_ranked_candidates(browser_page, photo):
     browser_page.get_by_role("tab", name="Brush").click()
     drawing = browser_page.locator("#brush canvas").first
     drawing.wait_for(timeout=30_000)
-    box = drawing.bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    browser_page.mouse.move(x - 20, y - 10)
-    browser_page.mouse.down()
-    for step in range(20):
-        browser_page.mouse.move(x - 20 + 2 * step, y - 10 + step)
-    browser_page.mouse.up()
-    browser_page.get_by_role("button", name="Segment from brush").click()
+    labels = browser_page.locator("#candidates .caption-label")
+    # The editor receives the uploaded image asynchronously and a stroke drawn before it
+    # arrives is replaced with it (the page then says to draw first): draw again, as a person
+    # would, at most three times.
+    for _ in range(3):
+        box = drawing.bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        browser_page.mouse.move(x - 20, y - 10)
+        browser_page.mouse.down()
+        for step in range(20):
+            browser_page.mouse.move(x - 20 + 2 * step, y - 10 + step)
+        browser_page.mouse.up()
+        browser_page.get_by_role("button", name="Segment from brush").click()
+        try:
+            labels.first.wait_for(timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            continue
     ranked_captions(browser_page)
     save_screenshot(browser_page, "app_browser_brush.png")
 
