@@ -8,6 +8,7 @@ from .predictor import Candidate, ImageNotSetError, SamPredictor
 
 __all__ = [
     "MODEL_CONFIGS",
+    "AutomaticMaskGenerator",
     "Candidate",
     "CheckpointError",
     "EmbeddingCache",
@@ -19,3 +20,12 @@ __all__ = [
     "load_sam",
     "save_checkpoint",
 ]
+
+
+def __getattr__(name: str):
+    # Imported on first use: the generator needs pycocotools, the model and predictor do not.
+    if name == "AutomaticMaskGenerator":
+        from .automatic import AutomaticMaskGenerator
+
+        return AutomaticMaskGenerator
+    raise AttributeError(f"module 'sam' has no attribute {name!r}")

@@ -304,3 +304,9 @@ def test_low_res_stability_is_close_for_smooth_masks():
     rough = calculate_stability_score(low_res[:, :193, :], 0.0, 1.0)
     exact = calculate_stability_score(full[:, 0], 0.0, 1.0)
     assert (rough - exact).abs().max() < LOW_RES_STABILITY_MARGIN / 2
+
+
+def test_exported_from_the_package_like_the_reference():
+    import sam
+
+    assert sam.AutomaticMaskGenerator is AutomaticMaskGenerator
