@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+import huggingface_hub.constants
 import torch
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
@@ -110,18 +111,21 @@ def _download_hub_weights(repo_id: str, cache_dir: str | os.PathLike | None) -> 
             path = Path(hf_hub_download(repo_id, filename, cache_dir=cache_dir))
         except Exception as error:  # absent here, offline, gated, no network...
             failures.append(error)
+            if _hub_unreachable(error):
+                break  # each further file would only wait through the same retries
             continue
         # transformers' config.json names what weights alone cannot tell (decoder heads)
         with contextlib.suppress(Exception):
             hf_hub_download(repo_id, "config.json", cache_dir=cache_dir)
         return path
-    try:  # other repos may hold, say, Meta's sam_vit_b_01ec64.pth
-        folder = snapshot_download(
-            repo_id, cache_dir=cache_dir, allow_patterns=[f"*{s}" for s in CHECKPOINT_SUFFIXES]
-        )
-        return _find_weights(Path(folder))
-    except Exception as error:  # every Hub failure gets the same advice
-        failures.append(error)
+    else:
+        try:  # other repos may hold, say, Meta's sam_vit_b_01ec64.pth
+            folder = snapshot_download(
+                repo_id, cache_dir=cache_dir, allow_patterns=[f"*{s}" for s in CHECKPOINT_SUFFIXES]
+            )
+            return _find_weights(Path(folder))
+        except Exception as error:  # every Hub failure gets the same advice
+            failures.append(error)
     reason = next(
         (
             e
@@ -137,6 +141,14 @@ def _download_hub_weights(repo_id: str, cache_dir: str | os.PathLike | None) -> 
         "(load_sam('/path/to/model.safetensors') or --model /path/to/model.safetensors), or "
         "use the bundled demo model ('demo')."
     ) from reason
+
+
+def _hub_unreachable(error: Exception) -> bool:
+    """The Hub could not be reached and the file is not cached (as opposed to: the repo has no
+    such file, or HF_HUB_OFFLINE asked for the cache alone, where other files are worth a try)."""
+    return (
+        isinstance(error, LocalEntryNotFoundError) and not huggingface_hub.constants.HF_HUB_OFFLINE
+    )
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[StateDict, SamConfig | None]:

@@ -72,6 +72,25 @@ def test_unreachable_hub_names_the_repo_and_the_way_out(tmp_path, offline):
     assert "pass its path" in message and "demo" in message
 
 
+def test_unreachable_hub_fails_after_the_first_file(tmp_path, monkeypatch):
+    """No network: one file's retries, not every file's (huggingface_hub retries each)."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    import sam.checkpoint as checkpoint
+
+    asked = []
+
+    def unreachable(repo_id, filename, **kwargs):
+        asked.append(filename)
+        raise LocalEntryNotFoundError("cannot reach the Hub and not in the cache")
+
+    monkeypatch.setattr(checkpoint, "hf_hub_download", unreachable)
+    monkeypatch.setattr(checkpoint, "snapshot_download", lambda *a, **k: asked.append("snapshot"))
+    with pytest.raises(CheckpointError, match="facebook/sam-vit-base"):
+        load_sam("vit_b", cache_dir=tmp_path / "empty-cache")
+    assert asked == ["model.safetensors"]
+
+
 @pytest.mark.slow
 def test_vit_b_name_downloads_meta_repo_through_the_cache(tmp_path, offline):
     model = randomize_weights(build_sam("vit_b"), seed=3)
