@@ -163,6 +163,18 @@ class ModelShelf:
 # -- event handlers -----------------------------------------------------------------------------
 
 
+def gpu_task(fn: Callable) -> Callable:
+    """``fn`` wrapped with ``spaces.GPU`` on a Hugging Face ZeroGPU Space (which lends a GPU only
+    to functions so marked, call by call); ``fn`` unchanged everywhere else."""
+    if not os.environ.get("SPACES_ZERO_GPU"):
+        return fn
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(fn)
+
+
 def friendly(outputs: int) -> Callable:
     """Turn a handler's errors into a warning toast (never a stack trace) and leave its
     ``outputs`` outputs unchanged, so the person's prompts are kept."""
@@ -233,6 +245,7 @@ class Handlers:
         )
 
     @friendly(VIEWS + 1)
+    @gpu_task
     def image(
         self,
         path: str | None,
@@ -254,6 +267,7 @@ class Handlers:
         return (*session_views(session), image)
 
     @friendly(VIEWS)
+    @gpu_task  # runs the mask decoder
     def click(self, session: Session | None, mode: str, event: gr.SelectData) -> tuple:
         """A click on the canvas: a point or a box corner, then predict."""
         x, y = event.index
@@ -261,22 +275,26 @@ class Handlers:
         return session_views(session)
 
     @friendly(VIEWS)
+    @gpu_task  # runs the mask decoder
     def pick(self, session: Session | None, event: gr.SelectData) -> tuple:
         """Choosing a candidate in the gallery makes it current."""
         require_image(session).pick(int(event.index))
         return session_views(session)
 
     @friendly(VIEWS)
+    @gpu_task  # runs the mask decoder
     def undo(self, session: Session | None) -> tuple:
         require_image(session).undo()
         return session_views(session)
 
     @friendly(VIEWS)
+    @gpu_task  # runs the mask decoder
     def clear(self, session: Session | None) -> tuple:
         require_image(session).clear()
         return session_views(session)
 
     @friendly(VIEWS)
+    @gpu_task  # runs the mask decoder
     def brush(self, session: Session | None, editor: dict | None) -> tuple:
         """The brush layers become a mask prompt plus a box around the stroke."""
         session = require_image(session)
@@ -285,6 +303,7 @@ class Handlers:
         return session_views(session)
 
     @friendly(VIEWS)
+    @gpu_task
     def text(
         self,
         session: Session | None,
@@ -298,6 +317,7 @@ class Handlers:
         return session_views(session)
 
     @friendly(VIEWS + 1)
+    @gpu_task
     def everything(
         self,
         session: Session | None,
@@ -312,6 +332,7 @@ class Handlers:
         return (*session_views(session), session.everything_canvas())
 
     @friendly(VIEWS + 1)
+    @gpu_task
     def prefill(
         self,
         session: Session | None,
@@ -350,6 +371,7 @@ class Handlers:
         return paths
 
     @friendly(VIEWS + 1)
+    @gpu_task
     def model(
         self,
         model_name: str,
@@ -372,6 +394,7 @@ class Handlers:
             gr.Warning(f"Could not load {model_name}; see the banner.")
         return (*session_views(session), loaded.banner)
 
+    @gpu_task
     def segment(
         self,
         image: str,

@@ -6,6 +6,8 @@ import io
 import json
 import re
 import shlex
+import sys
+import types
 import warnings
 import zipfile
 from pathlib import Path
@@ -355,6 +357,21 @@ def test_command_line():
     assert (args.host, args.port, args.share) == ("0.0.0.0", 9, True)
     with pytest.raises(SystemExit):
         app.parse_args(["--precision", "int4"])
+
+
+def test_gpu_task_wraps_with_spaces_gpu_only_on_zero_gpu(monkeypatch):
+    def handler(x):
+        return x
+
+    fake_spaces = types.ModuleType("spaces")
+    fake_spaces.GPU = lambda fn: ("on a ZeroGPU", fn)
+    monkeypatch.setitem(sys.modules, "spaces", fake_spaces)
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    assert app.gpu_task(handler) is handler  # spaces installed, but not on ZeroGPU
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert app.gpu_task(handler) == ("on a ZeroGPU", handler)
+    monkeypatch.setitem(sys.modules, "spaces", None)  # ZeroGPU said, but no `spaces` package
+    assert app.gpu_task(handler) is handler
 
 
 # -- text prompts -------------------------------------------------------------------------------

@@ -245,3 +245,166 @@ def test_prefilled_annotations_download_as_coco_and_sa1b(demo_browser_page, tmp_
     assert len(sa1b["annotations"]) == len(annotations)
     assert all(a["source"] == "automatic" for a in sa1b["annotations"])
     save_screenshot(page, "app_browser_prefill.png")
+
+
+# -- a generated scene with known masks ----------------------------------------------------------
+
+# Scene 5 at 320 pixels: a green striped star, a red striped ellipse, a purple square and a cyan
+# star (object 3, the largest). Chosen by running SamPredictor(load_sam("demo")) on scenes 0-11
+# at 320 pixels with one click at each object's point farthest from its boundary (scipy's
+# distance transform): the demo model is weak (1-point mIoU 0.63), and here every object comes
+# out at IoU >= 0.84. The cyan star, clicked at (160, 143), gets IoU 0.915 with its best-ranked
+# candidate (0.912 at worst anywhere within 3 pixels of that click); a box around it (5-pixel
+# margin) gets 0.933; a background click at (160, 300) after that click moves the best predicted
+# IoU from 0.80 to 0.93.
+SCENE_SEED, SCENE_SIZE, STAR = 5, 320, 3
+STAR_CLICK = (160, 143)
+BACKGROUND_CLICK = (160, 300)
+
+
+@pytest.fixture(scope="module")
+def generated_scene(tmp_path_factory):
+    from sam.train.scenes import generate_scene, whole_masks
+
+    scene = generate_scene(np.random.default_rng(SCENE_SEED), SCENE_SIZE)
+    path = tmp_path_factory.mktemp("scene") / "scene.png"
+    Image.fromarray(scene.image).save(path)
+    star = whole_masks(scene)[STAR]
+    assert scene.objects[STAR].caption == "cyan star"
+    assert star[STAR_CLICK[1], STAR_CLICK[0]] and not whole_masks(scene)[:, 300, 160].any()
+    return path, star
+
+
+def loaded_canvas(page):
+    """The canvas picture, once uploaded and decoded."""
+    canvas = page.locator("#canvas img").first
+    canvas.wait_for(timeout=30_000)
+    page.wait_for_function(
+        "el => el.complete && el.naturalWidth > 0", arg=canvas.element_handle(), timeout=30_000
+    )
+    return canvas
+
+
+def click_pixel(page, x: int, y: int) -> None:
+    """Click the canvas over image pixel (x, y): Gradio shows the picture centred, scaled to fit
+    (never enlarged), and maps a click back the same way."""
+    canvas = loaded_canvas(page)
+    width, height, natural_w, natural_h = canvas.evaluate(
+        "el => [el.getBoundingClientRect().width, el.getBoundingClientRect().height,"
+        " el.naturalWidth, el.naturalHeight]"
+    )
+    scale = min(width / natural_w, height / natural_h, 1.0)
+    left = (width - natural_w * scale) / 2
+    top = (height - natural_h * scale) / 2
+    canvas.click(position={"x": left + (x + 0.5) * scale, "y": top + (y + 0.5) * scale})
+
+
+def canvas_picture(page) -> np.ndarray:
+    """What the canvas shows now, as (H, W, 3) uint8."""
+    import io
+
+    src = page.locator("#canvas img").first.get_attribute("src")
+    return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+
+
+def wait_for_new_canvas(page, before: str | None) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.locator("#canvas img").first).not_to_have_attribute(
+        "src", before or "", timeout=30_000
+    )
+
+
+def choose_mode(page, mode: str) -> None:
+    from playwright.sync_api import expect
+
+    choice = page.get_by_label(mode, exact=True)
+    choice.check()
+    expect(choice).to_be_checked()
+
+
+def accept_and_download_mask(page, tmp_path) -> np.ndarray:
+    """Accept the current (best) candidate, download the COCO JSON, and read its mask back."""
+    from playwright.sync_api import expect
+    from pycocotools.coco import COCO
+
+    page.get_by_label("Label").fill("star")
+    page.get_by_role("button", name="Accept mask").click()
+    expect(page.locator("#candidates .caption-label")).to_have_count(0, timeout=30_000)
+    page.get_by_role("button", name="Download SA-1B JSON, COCO JSON, PNG masks").click()
+    link = page.locator('#downloads a[download="annotations_coco.json"]').first
+    link.wait_for(timeout=30_000)
+    with page.expect_download(timeout=30_000) as download:
+        link.click()
+    path = tmp_path / "annotations_coco.json"
+    download.value.save_as(path)
+    coco = COCO(str(path))
+    (annotation,) = coco.loadAnns(coco.getAnnIds())
+    assert annotation["category_id"] == coco.getCatIds(catNms=["star"])[0]
+    return coco.annToMask(annotation).astype(bool)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def test_click_on_a_known_shape_gives_a_best_candidate_that_covers_it(
+    demo_browser_page, generated_scene, tmp_path
+):
+    page = demo_browser_page
+    path, star = generated_scene
+    upload(page, path)
+    click_pixel(page, *STAR_CLICK)
+    ranked_captions(page)
+    save_screenshot(page, "app_browser_scene_click.png")
+    mask = accept_and_download_mask(page, tmp_path)
+    assert mask.shape == star.shape
+    assert iou(mask, star) >= 0.8
+
+
+def test_box_by_two_clicks_gives_ranked_candidates(demo_browser_page, generated_scene, tmp_path):
+    from playwright.sync_api import expect
+
+    page = demo_browser_page
+    path, star = generated_scene
+    upload(page, path)
+    before = loaded_canvas(page).get_attribute("src")
+    choose_mode(page, "Box (two clicks)")
+    ys, xs = np.nonzero(star)
+    x0, y0, x1, y1 = xs.min() - 5, ys.min() - 5, xs.max() + 5, ys.max() + 5
+    click_pixel(page, x0, y0)
+    wait_for_new_canvas(page, before)  # the first corner is drawn; a lone corner is no prompt
+    expect(page.locator("#candidates .caption-label")).to_have_count(0)
+    click_pixel(page, x1, y1)
+    ranked_captions(page)
+    picture = canvas_picture(page)
+    outline = picture[(y0 + y1) // 2, x0 - 1 : x0 + 3].astype(int)  # the box's left side
+    yellow = (outline[:, 0] > 180) & (outline[:, 1] > 140) & (outline[:, 2] < 100)
+    assert yellow.any(), outline  # drawn over the scene's grey-green stripes
+    save_screenshot(page, "app_browser_box.png")
+    assert iou(accept_and_download_mask(page, tmp_path), star) >= 0.8
+
+
+def test_negative_click_refines_the_candidates(demo_browser_page, generated_scene):
+    from playwright.sync_api import expect
+
+    page = demo_browser_page
+    path, _ = generated_scene
+    upload(page, path)
+    click_pixel(page, *STAR_CLICK)
+    first = ranked_captions(page)
+    before = page.locator("#canvas img").first.get_attribute("src")
+    choose_mode(page, "Background point")
+    click_pixel(page, *BACKGROUND_CLICK)
+    wait_for_new_canvas(page, before)
+    expect(page.locator("#candidates .caption-label").first).not_to_have_text(
+        first[0], timeout=30_000
+    )
+    assert ranked_captions(page) != first
+    x, y = BACKGROUND_CLICK
+    red, green, blue = canvas_picture(page)[y, x].astype(int)
+    assert red > 150 and green < 110 and blue < 110, (red, green, blue)  # a red dot
+    x, y = STAR_CLICK
+    red, green, blue = canvas_picture(page)[y, x].astype(int)
+    assert green > 150 and red < 110 and blue < 120, (red, green, blue)  # the green dot stays
+    save_screenshot(page, "app_browser_negative_click.png")
