@@ -426,6 +426,21 @@ def add_common_options(
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def add_first_id(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--first-id", type=int, default=0, help="image_id of the first image (default 0)"
+    )
+
+
+def add_points_per_side(parser: argparse.ArgumentParser, default: int) -> None:
+    parser.add_argument(
+        "--points-per-side",
+        type=int,
+        default=default,
+        help=f"grid points per side (default {default})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sam",
@@ -450,9 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: the reference generator's defaults; sa1b: the SA-1B data engine "
         "(32x32 grid plus two crop layers, small regions removed; slower)",
     )
-    parser_everything.add_argument(
-        "--first-id", type=int, default=0, help="image_id of the first image (default 0)"
-    )
+    add_first_id(parser_everything)
     for name, (kind, text) in GENERATOR_OPTIONS.items():
         parser_everything.add_argument("--" + name.replace("_", "-"), type=kind, help=text)
     parser_everything.set_defaults(handler=everything)
@@ -486,9 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/NAME_edges.png (0..255).",
     )
     add_common_options(parser_edges, mask_files=False)
-    parser_edges.add_argument(
-        "--points-per-side", type=int, default=16, help="grid points per side (default 16)"
-    )
+    add_points_per_side(parser_edges, 16)
     parser_edges.set_defaults(handler=edges)
 
     parser_proposals = commands.add_parser(
@@ -498,15 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
         "mean of predicted IoU and stability. Writes OUT/NAME.json as COCO results.",
     )
     add_common_options(parser_proposals, mask_files=False)
-    parser_proposals.add_argument(
-        "--points-per-side", type=int, default=64, help="grid points per side (default 64)"
-    )
+    add_points_per_side(parser_proposals, 64)
     parser_proposals.add_argument(
         "--top-k", type=int, default=1000, help="proposals kept per image (default 1000)"
     )
-    parser_proposals.add_argument(
-        "--first-id", type=int, default=0, help="image_id of the first image (default 0)"
-    )
+    add_first_id(parser_proposals)
     parser_proposals.set_defaults(handler=proposals)
 
     parser_instances = commands.add_parser(
