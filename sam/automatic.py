@@ -38,6 +38,8 @@ from .amg import (
     uncrop_masks,
     uncrop_points,
 )
+from .decoding import ImageDecoding
+from .mask_decoder import MaskDecoder
 from .model import Sam
 from .predictor import SamPredictor
 from .validation import as_rgb_uint8
@@ -49,7 +51,7 @@ OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 # the threshold at low resolution are still upsampled and scored exactly.
 LOW_RES_STABILITY_MARGIN = 0.1
 #: Prompts decoded at once on a CPU (see ``_decode_points``).
-CPU_DECODE_CHUNK = 4
+CPU_DECODE_CHUNK = 2
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The SA-1B fully automatic stage (Kirillov et al. 2023, appendix B): a 32x32 grid on the
@@ -101,6 +103,7 @@ class AutomaticMaskGenerator:
             raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
         self.point_grids = point_grids
         self.predictor = SamPredictor(model)
+        self._shared: tuple[torch.Tensor, ImageDecoding] | None = None
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh
         self.stability_score_thresh = stability_score_thresh
@@ -267,21 +270,32 @@ class AutomaticMaskGenerator:
         coords = torch.as_tensor(coords, dtype=torch.float, device=self.predictor.device)[:, None]
         labels = torch.ones(coords.shape[:2], dtype=torch.int, device=coords.device)
         sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-        image_pe = model.prompt_encoder.get_dense_pe()
-        # Each prompt decodes against its own copy of the image tokens: on a CPU a few prompts at
-        # a time stay in cache, a whole batch of 64 does not (measured 1.7x slower per prompt).
-        chunk = len(coords) if coords.is_cuda else CPU_DECODE_CHUNK
-        outputs = [
-            model.mask_decoder(
+        if not isinstance(model.mask_decoder, MaskDecoder):  # a stand-in: its own forward
+            return model.mask_decoder(
                 image_embeddings=self.predictor.features,
-                image_pe=image_pe,
-                sparse_prompt_embeddings=sparse[start : start + chunk],
-                dense_prompt_embeddings=dense[start : start + chunk],
+                image_pe=model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
                 multimask_output=True,
             )
+        shared = self._image_decoding(dense[:1])
+        # On a CPU a few prompts at a time stay in cache; a batch of 64 does not.
+        chunk = len(coords) if coords.is_cuda else CPU_DECODE_CHUNK
+        outputs = [
+            shared.predict_masks(sparse[start : start + chunk])
             for start in range(0, len(coords), chunk)
         ]
-        return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
+        masks = torch.cat([o[0] for o in outputs])[:, 1:]  # the three multimask outputs
+        return masks, torch.cat([o[1] for o in outputs])[:, 1:]
+
+    def _image_decoding(self, dense: torch.Tensor) -> ImageDecoding:
+        """The current image (or crop) prepared for decoding prompts (see sam.decoding)."""
+        features = self.predictor.features
+        if self._shared is None or self._shared[0] is not features:
+            model = self.predictor.model
+            image_pe = model.prompt_encoder.get_dense_pe()
+            self._shared = (features, ImageDecoding(model.mask_decoder, features, image_pe, dense))
+        return self._shared[1]
 
     def _valid_low_res(self, low_res_logits: torch.Tensor) -> torch.Tensor:
         """(B, 4h, 4w) logits -> the part that covers the image rather than its padding, plus
