@@ -38,8 +38,6 @@ from .amg import (
     uncrop_masks,
     uncrop_points,
 )
-from .decoding import ImageDecoding
-from .mask_decoder import MaskDecoder
 from .model import Sam
 from .predictor import SamPredictor
 from .validation import as_rgb_uint8
@@ -103,7 +101,6 @@ class AutomaticMaskGenerator:
             raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
         self.point_grids = point_grids
         self.predictor = SamPredictor(model)
-        self._shared: tuple[torch.Tensor, ImageDecoding] | None = None
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh
         self.stability_score_thresh = stability_score_thresh
@@ -270,7 +267,8 @@ class AutomaticMaskGenerator:
         coords = torch.as_tensor(coords, dtype=torch.float, device=self.predictor.device)[:, None]
         labels = torch.ones(coords.shape[:2], dtype=torch.int, device=coords.device)
         sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-        if not isinstance(model.mask_decoder, MaskDecoder):  # a stand-in: its own forward
+        shared = self.predictor.image_decoding()
+        if shared is None:  # a stand-in mask decoder: its own forward
             return model.mask_decoder(
                 image_embeddings=self.predictor.features,
                 image_pe=model.prompt_encoder.get_dense_pe(),
@@ -278,7 +276,6 @@ class AutomaticMaskGenerator:
                 dense_prompt_embeddings=dense,
                 multimask_output=True,
             )
-        shared = self._image_decoding(dense[:1])
         # On a CPU a few prompts at a time stay in cache; a batch of 64 does not.
         chunk = len(coords) if coords.is_cuda else CPU_DECODE_CHUNK
         outputs = [
@@ -287,15 +284,6 @@ class AutomaticMaskGenerator:
         ]
         masks = torch.cat([o[0] for o in outputs])[:, 1:]  # the three multimask outputs
         return masks, torch.cat([o[1] for o in outputs])[:, 1:]
-
-    def _image_decoding(self, dense: torch.Tensor) -> ImageDecoding:
-        """The current image (or crop) prepared for decoding prompts (see sam.decoding)."""
-        features = self.predictor.features
-        if self._shared is None or self._shared[0] is not features:
-            model = self.predictor.model
-            image_pe = model.prompt_encoder.get_dense_pe()
-            self._shared = (features, ImageDecoding(model.mask_decoder, features, image_pe, dense))
-        return self._shared[1]
 
     def _valid_low_res(self, low_res_logits: torch.Tensor) -> torch.Tensor:
         """(B, 4h, 4w) logits -> the part that covers the image rather than its padding, plus

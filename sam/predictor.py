@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .decoding import ImageDecoding
 from .embedding_cache import CachedEmbedding, EmbeddingCache, content_key
+from .mask_decoder import MaskDecoder
 from .model import Sam
 from .transforms import ResizeLongestSide
 from .validation import as_rgb_uint8, check_boxes, check_mask_input, check_points
@@ -100,6 +102,7 @@ class SamPredictor:
 
     def _load(self, entry: CachedEmbedding) -> None:
         self.features = entry.image_embedding
+        self._decoding: ImageDecoding | None = None
         self.input_size = entry.input_size
         self.original_size = entry.original_size
         self.is_image_set = True
@@ -190,17 +193,40 @@ class SamPredictor:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         points = (point_coords, point_labels) if point_coords is not None else None
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        low_res_masks, iou_predictions = self.model.mask_decoder(
-            image_embeddings=self.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
-        )
+        shared = self.image_decoding() if mask_input is None else None
+        if shared is not None:
+            all_masks, all_iou = shared.predict_masks(sparse)
+            outputs = slice(1, None) if multimask_output else slice(0, 1)
+            low_res_masks, iou_predictions = all_masks[:, outputs], all_iou[:, outputs]
+        else:
+            low_res_masks, iou_predictions = self.model.mask_decoder(
+                image_embeddings=self.features,
+                image_pe=self.model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask_output,
+            )
         masks = self.model.postprocess_masks(low_res_masks, self.input_size, self.original_size)
         if not return_logits:
             masks = masks > self.model.mask_threshold
         return masks, iou_predictions, low_res_masks
+
+    @torch.no_grad()
+    def image_decoding(self) -> ImageDecoding | None:
+        """The current image prepared for decoding prompts without a mask prompt (see
+        :mod:`sam.decoding`), built on first use; None for a stand-in mask decoder."""
+        if not self.is_image_set:
+            raise ImageNotSetError("call set_image (or set_torch_image) before predicting")
+        if not isinstance(self.model.mask_decoder, MaskDecoder):
+            return None
+        if self._decoding is None:
+            encoder = self.model.prompt_encoder
+            no_mask = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+            dense = no_mask.expand(1, -1, *encoder.image_embedding_size)
+            self._decoding = ImageDecoding(
+                self.model.mask_decoder, self.features, encoder.get_dense_pe(), dense
+            )
+        return self._decoding
 
     def predict_ranked(
         self,
@@ -237,5 +263,6 @@ class SamPredictor:
         """Forget the current image (its embedding stays in the cache)."""
         self.is_image_set = False
         self.features: torch.Tensor | None = None
+        self._decoding: ImageDecoding | None = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
