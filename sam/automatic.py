@@ -267,23 +267,9 @@ class AutomaticMaskGenerator:
         coords = torch.as_tensor(coords, dtype=torch.float, device=self.predictor.device)[:, None]
         labels = torch.ones(coords.shape[:2], dtype=torch.int, device=coords.device)
         sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-        shared = self.predictor.image_decoding()
-        if shared is None:  # a stand-in mask decoder: its own forward
-            return model.mask_decoder(
-                image_embeddings=self.predictor.features,
-                image_pe=model.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=True,
-            )
         # On a CPU a few prompts at a time stay in cache; a batch of 64 does not.
-        chunk = len(coords) if coords.is_cuda else CPU_DECODE_CHUNK
-        outputs = [
-            shared.predict_masks(sparse[start : start + chunk])
-            for start in range(0, len(coords), chunk)
-        ]
-        masks = torch.cat([o[0] for o in outputs])[:, 1:]  # the three multimask outputs
-        return masks, torch.cat([o[1] for o in outputs])[:, 1:]
+        chunk = None if coords.is_cuda else CPU_DECODE_CHUNK
+        return self.predictor.decode(sparse, dense, multimask_output=True, chunk=chunk)
 
     def _valid_low_res(self, low_res_logits: torch.Tensor) -> torch.Tensor:
         """(B, 4h, 4w) logits -> the part that covers the image rather than its padding, plus

@@ -193,40 +193,59 @@ class SamPredictor:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         points = (point_coords, point_labels) if point_coords is not None else None
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        shared = self.image_decoding() if mask_input is None else None
-        if shared is not None:
-            all_masks, all_iou = shared.predict_masks(sparse)
-            outputs = slice(1, None) if multimask_output else slice(0, 1)
-            low_res_masks, iou_predictions = all_masks[:, outputs], all_iou[:, outputs]
-        else:
-            low_res_masks, iou_predictions = self.model.mask_decoder(
-                image_embeddings=self.features,
-                image_pe=self.model.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask_output,
-            )
+        low_res_masks, iou_predictions = self.decode(
+            sparse, dense, multimask_output, mask_prompt=mask_input is not None
+        )
         masks = self.model.postprocess_masks(low_res_masks, self.input_size, self.original_size)
         if not return_logits:
             masks = masks > self.model.mask_threshold
         return masks, iou_predictions, low_res_masks
 
     @torch.no_grad()
-    def image_decoding(self) -> ImageDecoding | None:
-        """The current image prepared for decoding prompts without a mask prompt (see
-        :mod:`sam.decoding`), built on first use; None for a stand-in mask decoder."""
+    def decode(
+        self,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+        multimask_output: bool,
+        mask_prompt: bool = False,
+        chunk: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt embeddings (B, T, C) and (B, C, h, w) -> low-res logits (B, 3 or 1, 4h, 4w)
+        and predicted IoU (B, 3 or 1) on the current image, ``chunk`` prompts at a time (all at
+        once by default). Without a mask prompt the image-side work is shared between prompts
+        (:mod:`sam.decoding`); with one, or with a stand-in mask decoder, the decoder runs as is.
+        """
         if not self.is_image_set:
             raise ImageNotSetError("call set_image (or set_torch_image) before predicting")
-        if not isinstance(self.model.mask_decoder, MaskDecoder):
-            return None
-        if self._decoding is None:
-            encoder = self.model.prompt_encoder
-            no_mask = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
-            dense = no_mask.expand(1, -1, *encoder.image_embedding_size)
+        outputs = slice(1, None) if multimask_output else slice(0, 1)
+        shared = isinstance(self.model.mask_decoder, MaskDecoder) and not mask_prompt
+        if shared and self._decoding is None:
             self._decoding = ImageDecoding(
-                self.model.mask_decoder, self.features, encoder.get_dense_pe(), dense
+                self.model.mask_decoder,
+                self.features,
+                self.model.prompt_encoder.get_dense_pe(),
+                dense[:1],  # the no-mask embedding, the same for every prompt
             )
-        return self._decoding
+        chunk = chunk or max(len(sparse), 1)
+        results = []
+        for start in range(0, max(len(sparse), 1), chunk):  # an empty batch goes through once
+            part = slice(start, start + chunk)
+            if shared:
+                masks, iou = self._decoding.predict_masks(sparse[part])
+                results.append((masks[:, outputs], iou[:, outputs]))
+            else:
+                results.append(
+                    self.model.mask_decoder(
+                        image_embeddings=self.features,
+                        image_pe=self.model.prompt_encoder.get_dense_pe(),
+                        sparse_prompt_embeddings=sparse[part],
+                        dense_prompt_embeddings=dense[part],
+                        multimask_output=multimask_output,
+                    )
+                )
+        if len(results) == 1:
+            return results[0]
+        return torch.cat([r[0] for r in results]), torch.cat([r[1] for r in results])
 
     def predict_ranked(
         self,
