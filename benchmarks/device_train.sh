@@ -35,37 +35,6 @@ fi
   "$PY" -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())"
 } 2>&1 | tee "$OUT/env.log"
 
-# sam.checkpoint imports huggingface_hub at module level (only Hub downloads need it): where
-# it is missing, put a stub on the path that fails only if a download is attempted.
-if ! "$PY" -c "import huggingface_hub" 2>/dev/null; then
-  STUBS=$(mktemp -d)
-  mkdir -p "$STUBS/huggingface_hub"
-  cat > "$STUBS/huggingface_hub/__init__.py" <<'PYEOF'
-"""Stub: huggingface_hub is not installed here; only Hub downloads need it."""
-
-
-def _missing(*args, **kwargs):
-    raise OSError("huggingface_hub is not installed on this machine")
-
-
-hf_hub_download = snapshot_download = _missing
-
-
-class HfApi:
-    def __init__(self, *args, **kwargs):
-        _missing()
-PYEOF
-  cat > "$STUBS/huggingface_hub/errors.py" <<'PYEOF'
-class EntryNotFoundError(Exception):
-    pass
-
-
-class LocalEntryNotFoundError(EntryNotFoundError):
-    pass
-PYEOF
-  export PYTHONPATH="$STUBS${PYTHONPATH:+:$PYTHONPATH}"
-  echo "huggingface_hub missing: using the stub in $STUBS" | tee -a "$OUT/env.log"
-fi
 "$PY" -c "import sam.train.demo" 2>&1 | tee -a "$OUT/env.log" || true
 
 declare -A JOBS=()
