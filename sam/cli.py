@@ -158,6 +158,8 @@ def everything(args: argparse.Namespace) -> int:
 
 def segment(args: argparse.Namespace) -> int:
     """Prompted segmentation: the best mask for the given points, box and/or text, per image."""
+    import torch
+
     from .formats import to_sa1b, write_json
     from .predictor import SamPredictor
 
@@ -176,8 +178,11 @@ def segment(args: argparse.Namespace) -> int:
             result = prompter.segment(image, text, points, labels, box)
             if not result.found:
                 raise ValueError(f"{result.message} (nothing written)")
-            best = result.best
-            records = [mask_record(np.where(best.mask, 1.0, -1.0), best.iou, points)]
+            best = result.best  # its full-size logits, for a real stability score
+            low_res = torch.as_tensor(best.low_res_logits, device=predictor.device)[None]
+            size = predictor.input_size, predictor.original_size
+            logits = predictor.model.postprocess_masks(low_res, *size)[0, 0].cpu().numpy()
+            records = [mask_record(logits, best.iou, points)]
         else:
             predictor.set_image(image)
             logits, scores, _ = predictor.predict(

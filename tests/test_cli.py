@@ -117,6 +117,7 @@ def test_segment_with_text_writes_the_text_branch_mask(tmp_path):
         assert code == 0
         annotation = json.loads((out / "scene.json").read_text())["annotations"][0]
         assert np.array_equal(mask_utils.decode(annotation["segmentation"]), expected.best.mask)
+        assert 0.0 < annotation["stability_score"] <= 1.0  # from the logits, not a 0/1 map
     else:
         assert code == 1 and not (out / "scene.json").exists()
 
