@@ -49,7 +49,7 @@ OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 # the threshold at low resolution are still upsampled and scored exactly.
 LOW_RES_STABILITY_MARGIN = 0.1
 #: Prompts decoded at once on a CPU (see ``_decode_points``).
-CPU_DECODE_CHUNK = 2
+CPU_DECODE_CHUNK = 4
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The SA-1B fully automatic stage (Kirillov et al. 2023, appendix B): a 32x32 grid on the

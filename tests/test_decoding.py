@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sam import build_sam
+from sam import build_sam, decoding
 from sam.decoding import ImageDecoding
 from sam.random_weights import randomize_weights
 
@@ -43,6 +43,12 @@ def _check(model, batch: int, kind: str) -> None:
 @pytest.mark.parametrize("batch", [1, 5])
 def test_equals_the_decoder(tiny_sam, kind, batch):
     _check(tiny_sam, batch, kind)
+
+
+def test_equals_the_decoder_when_upscaled_in_uneven_bands(tiny_sam, monkeypatch):
+    # the tiny model's 8 embedding rows fit one band; 3 rows per band gives bands 3, 3, 2
+    monkeypatch.setattr(decoding, "ROWS_PER_BAND", 3)
+    _check(tiny_sam, 2, "both")
 
 
 @pytest.mark.slow
