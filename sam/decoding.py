@@ -260,7 +260,10 @@ class ImageDecoding:
     def predict_masks(self, sparse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         decoder = self.decoder
         transformer = decoder.transformer
-        batch = sparse.shape[0]
+        batch, (h, w) = sparse.shape[0], self.size
+        if batch == 0:
+            outputs = decoder.num_mask_tokens
+            return sparse.new_zeros(0, outputs, 4 * h, 4 * w), sparse.new_zeros(0, outputs)
         output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
         prompt = torch.cat((output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse), dim=1)
 

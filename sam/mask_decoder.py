@@ -95,7 +95,7 @@ class MaskDecoder(nn.Module):
             dim=1,
         )  # (B, 4, C/8)
         b, c, h, w = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
+        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, self.num_mask_tokens, h, w)
         return masks, self.iou_prediction_head(iou_token_out)
 
 

@@ -224,7 +224,7 @@ class SamPredictor:
                 self.model.mask_decoder,
                 self.features,
                 self.model.prompt_encoder.get_dense_pe(),
-                dense[:1],  # the no-mask embedding, the same for every prompt
+                self.model.prompt_encoder.get_no_mask_dense(),
             )
         chunk = chunk or max(len(sparse), 1)
         results = []

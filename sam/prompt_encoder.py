@@ -116,10 +116,13 @@ class PromptEncoder(nn.Module):
         if masks is not None:
             dense = self._embed_masks(masks)
         else:
-            dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(
-                batch, -1, self.image_embedding_size[0], self.image_embedding_size[1]
-            )
+            dense = self.get_no_mask_dense().expand(batch, -1, -1, -1)
         return sparse, dense
+
+    def get_no_mask_dense(self) -> torch.Tensor:
+        """The dense embedding of a prompt without a mask: (1, embed_dim, H, W), a view."""
+        height, width = self.image_embedding_size
+        return self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, height, width)
 
 
 class PositionEmbeddingRandom(nn.Module):

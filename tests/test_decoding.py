@@ -31,7 +31,8 @@ def _check(model, batch: int, kind: str) -> None:
     with torch.inference_mode():
         sparse, dense = _prompts(model, batch, kind)
         expected = model.mask_decoder.predict_masks(image_embedding, image_pe, sparse, dense)
-        shared = ImageDecoding(model.mask_decoder, image_embedding, image_pe, dense[:1])
+        no_mask = model.prompt_encoder.get_no_mask_dense()
+        shared = ImageDecoding(model.mask_decoder, image_embedding, image_pe, no_mask)
         for _ in range(2):  # the second call runs on the cached image products
             masks, iou = shared.predict_masks(sparse)
             assert masks.shape == expected[0].shape and iou.shape == expected[1].shape
@@ -51,6 +52,10 @@ def test_equals_the_decoder_when_upscaled_in_uneven_bands(tiny_sam, monkeypatch)
     _check(tiny_sam, 2, "both")
 
 
+def test_no_prompts_give_empty_outputs_like_the_decoder(tiny_sam):
+    _check(tiny_sam, 0, "points")
+
+
 @pytest.mark.slow
 def test_equals_the_decoder_of_vit_b():
     torch.manual_seed(0)
@@ -61,12 +66,12 @@ def test_image_products_are_computed_once(tiny_sam):
     embed_dim = tiny_sam.prompt_encoder.embed_dim
     image_embedding = torch.randn(1, embed_dim, *tiny_sam.prompt_encoder.image_embedding_size)
     with torch.inference_mode():
-        sparse, dense = _prompts(tiny_sam, 2, "points")
+        sparse, _ = _prompts(tiny_sam, 2, "points")
         shared = ImageDecoding(
             tiny_sam.mask_decoder,
             image_embedding,
             tiny_sam.prompt_encoder.get_dense_pe(),
-            dense[:1],
+            tiny_sam.prompt_encoder.get_no_mask_dense(),
         )
         shared.predict_masks(sparse)
         cached = dict(shared._cache)

@@ -100,6 +100,20 @@ def test_predict_torch_batch_of_boxes_matches_reference(predictors):
         _assert_same([t.numpy() for t in ours_out], [t.numpy() for t in ref_out], logits.numpy())
 
 
+def test_predict_torch_with_no_prompts_returns_empty_batches(tiny_sam):
+    # the reference raises from deep inside its decoder here; an empty batch is not an error
+    predictor = SamPredictor(tiny_sam)
+    predictor.set_image(_image(50, 60))
+    side = tiny_sam.prompt_encoder.mask_input_size[0]
+    for kwargs in (
+        dict(point_coords=None, point_labels=None, boxes=torch.zeros(0, 4)),
+        dict(point_coords=torch.zeros(0, 1, 2), point_labels=torch.zeros(0, 1, dtype=torch.int)),
+    ):
+        masks, iou, low_res = predictor.predict_torch(**kwargs)
+        assert masks.shape == (0, 3, 50, 60) and iou.shape == (0, 3)
+        assert low_res.shape == (0, 3, side, side)
+
+
 def test_predict_ranked_orders_by_predicted_iou(predictors):
     ours, _ = predictors
     ours.set_image(_image(100, 100))
