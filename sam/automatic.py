@@ -232,7 +232,9 @@ class AutomaticMaskGenerator:
             data.filter(data["iou_preds"] > self.pred_iou_thresh)
         threshold = self.predictor.model.mask_threshold
         if self.stability_score_thresh > 0.0:
-            valid = self._valid_low_res(data["low_res_logits"])
+            valid = self.predictor.model.valid_low_res(
+                data["low_res_logits"], self.predictor.input_size
+            )
             rough = calculate_stability_score(valid, threshold, self.stability_score_offset)
             data.filter(rough >= self.stability_score_thresh - LOW_RES_STABILITY_MARGIN)
 
@@ -270,14 +272,6 @@ class AutomaticMaskGenerator:
         # On a CPU a few prompts at a time stay in cache; a batch of 64 does not.
         chunk = None if coords.is_cuda else CPU_DECODE_CHUNK
         return self.predictor.decode(sparse, dense, multimask_output=True, chunk=chunk)
-
-    def _valid_low_res(self, low_res_logits: torch.Tensor) -> torch.Tensor:
-        """(B, 4h, 4w) logits -> the part that covers the image rather than its padding, plus
-        the one row and column that bilinear upsampling still reads at the image's edge."""
-        scale = low_res_logits.shape[-1] / self.predictor.model.image_encoder.img_size
-        in_h, in_w = self.predictor.input_size
-        rows, cols = int(np.ceil(in_h * scale)) + 1, int(np.ceil(in_w * scale)) + 1
-        return low_res_logits[:, :rows, :cols]
 
     @staticmethod
     def postprocess_small_regions(data: MaskData, min_area: int, nms_thresh: float) -> MaskData:

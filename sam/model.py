@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -105,11 +106,26 @@ class Sam(nn.Module):
         original_size: tuple[int, ...],
     ) -> torch.Tensor:
         """Low-res logits (B, C, 4H, 4W) -> logits (B, C, *original_size): upscale, crop the
-        padding, resize to the original image."""
-        side = self.image_encoder.img_size
-        masks = F.interpolate(masks, (side, side), mode="bilinear", align_corners=False)
+        padding, resize to the original image. The reference's result, without upscaling the
+        padding first."""
+        factor = self.image_encoder.img_size / masks.shape[-1]
+        masks = F.interpolate(
+            self.valid_low_res(masks, input_size),
+            scale_factor=factor,
+            mode="bilinear",
+            align_corners=False,
+        )
         masks = masks[..., : input_size[0], : input_size[1]]
         return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
+
+    def valid_low_res(self, masks: torch.Tensor, input_size: tuple[int, ...]) -> torch.Tensor:
+        """Low-res logits (..., 4H, 4W) -> the rows and columns that cover the resized image
+        rather than its padding, plus the one row and column that bilinear upscaling still reads
+        at the image's edge (a view)."""
+        scale = masks.shape[-1] / self.image_encoder.img_size
+        rows = min(math.ceil(input_size[0] * scale) + 1, masks.shape[-2])
+        cols = min(math.ceil(input_size[1] * scale) + 1, masks.shape[-1])
+        return masks[..., :rows, :cols]
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """(3, h, w) pixels in 0..255 -> normalised and zero-padded to (3, S, S)."""

@@ -130,6 +130,22 @@ def test_reference_forward_interface(tiny_sam, reference_tiny_sam):
         assert torch.all(logits[differ].abs() < 1e-3)
 
 
+@pytest.mark.parametrize(
+    "input_size, original_size",
+    [((128, 128), (40, 40)), ((128, 77), (500, 300)), ((64, 128), (50, 100)), ((5, 128), (4, 99))],
+)
+def test_postprocess_masks_equals_upscaling_the_padding_too(
+    tiny_sam, reference_tiny_sam, input_size, original_size
+):
+    # ours upscales only the low-res rows and columns that cover the image
+    side = tiny_sam.prompt_encoder.mask_input_size[0]
+    low_res = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(0))
+    ours = tiny_sam.postprocess_masks(low_res, input_size, original_size)
+    theirs = reference_tiny_sam.postprocess_masks(low_res, input_size, original_size)
+    assert ours.shape == theirs.shape == (2, 3, *original_size)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
 def test_build_sam_rejects_unknown_name():
     with pytest.raises(ValueError, match="unknown model name 'vit_x'"):
         build_sam("vit_x")
