@@ -58,6 +58,12 @@ class _Update:
     level: int
 
 
+def _by_head_columns(image: torch.Tensor, heads: int) -> torch.Tensor:
+    """(N, H * d) image-side product -> (H, d, N), contiguous: the right operand of
+    :func:`_per_head`."""
+    return image.view(image.shape[0], heads, -1).permute(1, 2, 0).contiguous()
+
+
 def _per_head(tokens: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     """tokens (B, H, T, d) @ image (H, d, N) -> (B, H, T, N), the image operand shared."""
     batch, heads, count, head_dim = tokens.shape
@@ -79,7 +85,7 @@ class _Tokens:
         self.blocks = blocks
 
     def _by_head(self, linear: torch.nn.Linear, heads: int, name: str, pe: bool) -> torch.Tensor:
-        """F W^T, or (PE W^T + b) with ``pe``, per head (H, d, N) or (H, N, d): cached."""
+        """F W^T, or (PE W^T + b) with ``pe``, per head: (H, d, N), cached."""
         owner = self.owner
         key = f"{name}@pe" if pe else f"{name}@{self.level}"
 
@@ -88,7 +94,7 @@ class _Tokens:
                 image = owner.pe @ linear.weight.T + linear.bias
             else:
                 image = owner.base(self.level) @ linear.weight.T
-            return image.view(image.shape[0], heads, -1).permute(1, 2, 0).contiguous()
+            return _by_head_columns(image, heads)
 
         return owner.cached(key, compute)
 
@@ -239,8 +245,7 @@ class ImageDecoding:
             for passed in range(update.level, level):
                 rows = _center(rows) * self._norms[passed].weight
             product = self.centered_base(level)[0] @ rows.T  # (N, H * d)
-            heads = update.values.shape[1]
-            return product.view(product.shape[0], heads, -1).permute(1, 2, 0).contiguous()
+            return _by_head_columns(product, update.values.shape[1])
 
         return self.cached(f"{update.name}.rows@{level}", compute)
 

@@ -215,8 +215,7 @@ class SamPredictor:
         once by default). Without a mask prompt the image-side work is shared between prompts
         (:mod:`sam.decoding`); with one, or with a stand-in mask decoder, the decoder runs as is.
         """
-        if not self.is_image_set:
-            raise ImageNotSetError("call set_image (or set_torch_image) before predicting")
+        self._require_image()
         outputs = slice(1, None) if multimask_output else slice(0, 1)
         shared = isinstance(self.model.mask_decoder, MaskDecoder) and not mask_prompt
         if shared and self._decoding is None:
