@@ -85,13 +85,15 @@ class _Tokens:
         self.blocks = blocks
 
     def _by_head(self, linear: torch.nn.Linear, heads: int, name: str, pe: bool) -> torch.Tensor:
-        """F W^T, or (PE W^T + b) with ``pe``, per head: (H, d, N), cached."""
+        """F W^T, or (PE W^T + b) with ``pe``, per head: (H, d, N), cached. At level 0, where
+        X = F, the ``pe`` product is (F + PE) W^T + b, so that scores need one product, not two."""
         owner = self.owner
-        key = f"{name}@pe" if pe else f"{name}@{self.level}"
+        key = f"{name}@{self.level}" + ("pe" if pe else "")
 
         def compute() -> torch.Tensor:
             if pe:
-                image = owner.pe @ linear.weight.T + linear.bias
+                image = owner.pe + owner.base(0) if self.level == 0 else owner.pe
+                image = image @ linear.weight.T + linear.bias
             else:
                 image = owner.base(self.level) @ linear.weight.T
             return _by_head_columns(image, heads)
@@ -101,6 +103,8 @@ class _Tokens:
     def scores(self, tokens: torch.Tensor, linear: torch.nn.Linear, name: str) -> torch.Tensor:
         """tokens (B, H, T, d) . ``linear(X + PE)`` (B, N, H * d) per head -> (B, H, T, N)."""
         batch, heads, count, _ = tokens.shape
+        if self.level == 0:  # X = F: one cached product (F + PE) W^T + b
+            return _per_head(tokens, self._by_head(linear, heads, f"{name}.pe", pe=True))
         low_rank = _heads(self.M @ linear.weight.T, heads).transpose(-1, -2)  # (B, H, d, R)
         low_rank = (tokens @ low_rank).flatten(1, 2) @ self.U  # (B, H * T, N)
         image = _per_head(tokens, self._by_head(linear, heads, name, pe=False))
