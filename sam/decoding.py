@@ -18,7 +18,9 @@ time, so that they stay in cache). :meth:`ImageDecoding.predict_masks` returns w
 
 Against the previous version, which formed X explicitly after block 0 (vit_b, 2 CPU cores,
 2026-11-28, one interleaved run, median ms per prompt): alone 23.6 -> 19.2; in batches of 2,
-22.2 -> 16.2; of 4, 28.4 -> 15.2.
+22.2 -> 16.2; of 4, 28.4 -> 15.2. Dropping each head's last attention row (the weights sum to
+one, see :meth:`_Tokens.image_to_token`) cut the rank R from 114 to 98 (one interleaved run,
+same day): alone 23.7 -> 22.3, in batches of 4, 19.0 -> 17.4.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def _center(x: torch.Tensor) -> torch.Tensor:
 @dataclass
 class _Update:
     """Rows of M added by one image-to-token attention: row (h, t) is ``values[:, h, t]`` through
-    head h's slice of ``out_proj``, (B, H * T, C), added at ``level``; ``values`` (B, H, T, d)."""
+    head h's slice of ``out_proj``, (B, H * T', C), added at ``level``; ``values`` (B, H, T', d)."""
 
     values: torch.Tensor
     out_proj: torch.nn.Linear
@@ -135,9 +137,10 @@ class _Tokens:
 
     def image_to_token(
         self, attention: Attention, queries: torch.Tensor, query_pe: torch.Tensor, name: str
-    ) -> tuple[torch.Tensor, torch.Tensor, _Update]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, _Update]:
         """``attention(q=X + PE, k=queries + query_pe, v=queries)`` as a low-rank update of
-        the image tokens: U (B, H * T, N) attention weights, M (B, H * T, C) their values."""
+        the image tokens, U^T M + constant: U (B, H * (T - 1), N) attention weights, M
+        (B, H * (T - 1), C) their values, constant (B, 1, C) the same for every token."""
         heads = attention.num_heads
         head_dim = attention.internal_dim // heads
         keys = _heads(attention.k_proj(queries + query_pe), heads) * head_dim**-0.5
@@ -145,10 +148,17 @@ class _Tokens:
         batch, _, count, _ = keys.shape
         scores = self.scores(keys, attention.q_proj, f"{name}.q")  # (B, H, T, N)
         weights = torch.softmax(scores, dim=2)  # each image token over the T tokens
+        # A head's weights sum to 1 over the tokens, so its last token's row is 1 minus the
+        # others: sum_t w_t v_t = sum_{t<T-1} w_t (v_t - v_last) + v_last. The update keeps
+        # H * (T - 1) rows and the v_last terms become one constant row.
+        last = values[:, :, -1:]
+        values = values[:, :, :-1] - last  # (B, H, T - 1, d)
         out_weight = attention.out_proj.weight.T.reshape(heads, head_dim, -1)  # (H, d, C)
-        M = (values @ out_weight).reshape(batch, heads * count, -1)
+        M = (values @ out_weight).reshape(batch, heads * (count - 1), -1)
+        constant = (last @ out_weight).sum(1)  # (B, 1, C)
         update = _Update(values, attention.out_proj, name, self.level)
-        return weights.reshape(batch, heads * count, -1), M, update
+        U = weights[:, :, :-1].reshape(batch, heads * (count - 1), -1)
+        return U, M, constant, update
 
     def add_and_norm(
         self, U, M, update: _Update, bias: torch.Tensor, norm: torch.nn.LayerNorm
@@ -289,8 +299,11 @@ class ImageDecoding:
             queries = layer.norm2(queries + attended)
             queries = layer.norm3(queries + layer.mlp(queries))
             attention = layer.cross_attn_image_to_token
-            U, M, update = image.image_to_token(attention, queries, prompt, f"{index}.i2t")
-            image = image.add_and_norm(U, M, update, attention.out_proj.bias, layer.norm4)
+            U, M, constant, update = image.image_to_token(
+                attention, queries, prompt, f"{index}.i2t"
+            )
+            bias = attention.out_proj.bias + constant
+            image = image.add_and_norm(U, M, update, bias, layer.norm4)
         attention = transformer.final_attn_token_to_image
         attended = image.token_to_image(attention, queries + prompt, "final")
         queries = transformer.norm_final_attn(queries + attended)
