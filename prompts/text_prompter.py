@@ -11,9 +11,11 @@ Pipeline (one CLIP pass over the image, one SAM embedding, both cached by image 
     lowest patches background points, their connected region an optional box;
 (d) verification: every SAM candidate of every prompt set is scored by CLIP on a masked crop
     (pixels outside the mask greyed or blurred, never the raw box crop, so neighbours cannot
-    vote); the best prompt set wins and its three masks are returned ranked by predicted IoU
-    (``verify_sets=k`` first pre-ranks the sets by dense features pooled inside their masks and
-    crop-verifies only the best k, trading some robustness for speed on CPU);
+    vote); the best prompt set wins (its best candidate's CLIP margin, plus ``iou_weight`` times
+    SAM's predicted IoU: CLIP's margins alone are noisy between sets of similar masks) and its
+    three masks are returned ranked by predicted IoU (``verify_sets=k`` first pre-ranks the sets
+    by dense features pooled inside their masks and crop-verifies only the best k, trading some
+    robustness for speed on CPU);
 (e) user clicks extend (positive) or cut (negative) the text result; a user box restricts it.
 """
 
@@ -87,6 +89,8 @@ class TextResult:
     evidence: Evidence | None = None
     similarity: np.ndarray | None = None  # (h, w) patch margin over the negatives
     truncated: bool = False
+    # every verified prompt set with its candidates, the chosen one included (when found)
+    alternatives: list[tuple[PromptSet, list[TextCandidate]]] = field(default_factory=list)
 
     @property
     def best(self) -> TextCandidate | None:
@@ -147,6 +151,7 @@ class TextPrompter:
         context: float = 0.1,
         cache_entries: int = 8,
         verify_sets: int | None = None,
+        iou_weight: float = 0.0,
     ) -> None:
         if outside not in ("grey", "blur"):
             raise ValueError(f"outside must be 'grey' or 'blur', got {outside!r}")
@@ -167,6 +172,7 @@ class TextPrompter:
         self.outside = outside
         self.context = context
         self.verify_sets = verify_sets
+        self.iou_weight = iou_weight
         self._image_cache = _LRU(cache_entries)
         self._text_cache = _LRU(256)
         self._negative_embeddings: torch.Tensor | None = None
@@ -264,14 +270,19 @@ class TextPrompter:
         scored = [(p, c) for p, c in zip(prompt_sets, runs) if c]
         if not scored:
             return fallback()
-        prompts, candidates = max(scored, key=lambda pc: max((c.clip_margin, c.iou) for c in pc[1]))
+        prompts, candidates = best_prompt_set(scored, self.iou_weight)
         best_margin = max(c.clip_margin for c in candidates)
         if best_margin <= self.verify_threshold:
             return fallback()
         best_score = max(c.clip_score for c in candidates)
         message = f'found "{text}" (CLIP score {best_score:.2f}, margin {best_margin:+.3f})'
         return TextResult(
-            found=True, message=message, candidates=candidates, prompts=prompts, **common
+            found=True,
+            message=message,
+            candidates=candidates,
+            prompts=prompts,
+            alternatives=scored,
+            **common,
         )
 
     # -- steps ----------------------------------------------------------------------------------
@@ -405,6 +416,16 @@ class TextPrompter:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+def best_prompt_set(
+    scored: list[tuple[PromptSet, list[TextCandidate]]], iou_weight: float = 0.0
+) -> tuple[PromptSet, list[TextCandidate]]:
+    """The prompt set whose best candidate scores highest: CLIP margin plus ``iou_weight``
+    times SAM's predicted IoU (ties: the higher predicted IoU)."""
+    return max(
+        scored, key=lambda pc: max((c.clip_margin + iou_weight * c.iou, c.iou) for c in pc[1])
+    )
 
 
 def _check_user_prompts(points, labels, box):

@@ -13,13 +13,17 @@ from prompts.clip_model import DEMO_MODEL_NAME, load_clip
 from prompts.text_models import DEMO_TEXT_OPTIONS
 from sam.train.demo_clip import (
     CAPTIONS,
+    HELD_OUT_SEED,
     KIND_CROP,
     KIND_SCENE,
+    SCENE_SIZE,
     DemoClipTrainer,
     TrainConfig,
     _clip_loss_class,
+    choose_text_options,
     create_demo_clip,
     evaluate_bundle,
+    evaluate_text_branch,
     fixed_batch,
     save_demo_clip,
 )
@@ -120,3 +124,27 @@ def test_bundled_clip_held_out_figures():
     for key, level in MEASURED.items():
         assert figures[key] >= level - MARGIN, (key, figures)
     assert np.isfinite(figures["seconds_per_query"])
+
+
+@pytest.mark.slow
+def test_choosing_text_options_replays_segment_exactly():
+    """The chooser runs each query once and replays the set choice and the gates offline; at
+    any of its settings its table must equal a real run of the text branch with them."""
+    from sam import SamPredictor, load_sam
+    from sam.train.scenes import scene_dataset
+
+    torch.set_num_threads(1)
+    clip = load_clip("demo")
+    predictor = SamPredictor(load_sam("demo", device="cpu"))
+    scenes = list(scene_dataset(HELD_OUT_SEED + 1, 3, SCENE_SIZE))  # validation scenes
+    best, table = choose_text_options(
+        clip, predictor, scenes, thresholds=(0.0, 0.15), iou_weights=(0.0, 0.5)
+    )
+    assert len(table) == 4 and best in [
+        {"verify_threshold": r["verify_threshold"], "iou_weight": r["iou_weight"]} for r in table
+    ]
+    for row in (table[1], table[2]):
+        options = {"verify_threshold": row["verify_threshold"], "iou_weight": row["iou_weight"]}
+        figures = evaluate_text_branch(clip, predictor, scenes, **options)
+        for key in ("present_iou70", "present_iou30", "absent_not_found"):
+            assert figures[key] == pytest.approx(row[key]), (key, options)

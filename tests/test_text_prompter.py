@@ -9,9 +9,12 @@ import torch
 from prompts.clip_model import create_random_clip
 from prompts.text_prompter import (
     GREY,
+    PromptSet,
+    TextCandidate,
     TextPrompter,
     TextResult,
     _peaks,
+    best_prompt_set,
     clean_text,
     masked_crop,
 )
@@ -63,6 +66,26 @@ def test_found_result_has_three_ranked_scored_masks(clip, predictor):
     assert result.evidence.margin == max(
         result.evidence.global_margin, result.evidence.region_margin
     )
+    chosen = [pc for pc in result.alternatives if pc[0] is prompts]
+    assert len(chosen) == 1 and chosen[0][1] is result.candidates
+    assert best_prompt_set(result.alternatives)[0] is prompts
+
+
+def _candidate(margin: float, iou: float) -> TextCandidate:
+    mask = np.zeros((4, 4), bool)
+    return TextCandidate(mask, iou, 0.5, margin, np.zeros((1, 4, 4), np.float32), 0)
+
+
+def test_best_prompt_set_weighs_clip_margin_against_predicted_iou():
+    def prompt_set(source):
+        return PromptSet(None, None, None, source)
+
+    sharp = (prompt_set("box"), [_candidate(0.28, 0.95), _candidate(0.1, 0.5)])
+    clip_liked = (prompt_set("peak"), [_candidate(0.30, 0.50), _candidate(0.29, 0.6)])
+    assert best_prompt_set([sharp, clip_liked])[0].source == "peak"  # margin alone
+    assert best_prompt_set([sharp, clip_liked], 0.1)[0].source == "box"  # 0.375 > 0.36
+    tie = (prompt_set("peaks"), [_candidate(0.28, 0.97)])
+    assert best_prompt_set([sharp, tie])[0].source == "peaks"  # same margin: higher IoU
 
 
 def test_absent_text_is_reported_not_guessed(clip, predictor):

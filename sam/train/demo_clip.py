@@ -53,7 +53,13 @@ from prompts.clip_model import (
     forward_dense,
     register_demo_config,
 )
-from prompts.text_prompter import NEGATIVES, TEMPLATES, TextPrompter, masked_crop
+from prompts.text_prompter import (
+    NEGATIVES,
+    TEMPLATES,
+    TextPrompter,
+    best_prompt_set,
+    masked_crop,
+)
 
 from .scenes import Scene, all_captions, generate_scene, scene_dataset, whole_masks
 
@@ -455,50 +461,67 @@ def evaluate_text_branch(
     }
 
 
-def choose_verify_threshold(
+def choose_text_options(
     clip: ClipModel,
     predictor,
     scenes,
-    thresholds: tuple[float, ...] = (0.0, 0.02, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2),
+    thresholds: tuple[float, ...] = (0.0, 0.05, 0.1, 0.12, 0.15, 0.17, 0.2),
+    iou_weights: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0),
     seed: int = 0,
-) -> tuple[float, list[dict]]:
-    """The verification threshold (TextPrompter's ``verify_threshold``) that maximises
-    right-object-found (IoU >= 0.3) plus absent-not-found on ``scenes`` (use validation scenes,
-    not the held-out ones). Runs every query once with the gates open and applies the gates
-    afterwards exactly as :meth:`TextPrompter.segment` does; returns (best, table)."""
+) -> tuple[dict, list[dict]]:
+    """TextPrompter's ``verify_threshold`` and ``iou_weight`` that maximise named object picked
+    (best mask IoU >= 0.7) plus right object found (IoU >= 0.3) plus absent object not found on
+    ``scenes`` (use validation scenes, not the held-out ones). Runs every query once with the
+    gates open, keeps every verified prompt set, and then chooses the set and applies the gates
+    exactly as :meth:`TextPrompter.segment` does; returns (best options, table)."""
     prompter = TextPrompter(clip, predictor, existence_threshold=-np.inf, verify_threshold=-np.inf)
     rng = np.random.default_rng(seed)
-    present, absent = [], []
-
-    def record(result) -> tuple[float, float]:
-        best = max((c.clip_margin for c in result.candidates), default=-np.inf)
-        return result.evidence.margin, best
-
+    present, absent = [], []  # (evidence margin, alternatives, {id(candidate): true IoU})
     for scene in scenes:
         wholes = whole_masks(scene)
         names = [o.caption for o in scene.objects]
         for i, name in enumerate(names):
             if names.count(name) == 1:
                 result = prompter.segment(scene.image, name)
-                iou = _iou(result.best.mask, wholes[i]) if result.best is not None else 0.0
-                present.append((*record(result), iou))
+                truth = {
+                    id(c): _iou(c.mask, wholes[i]) for _, cs in result.alternatives for c in cs
+                }
+                present.append((result.evidence.margin, result.alternatives, truth))
         missing = [c for c in CAPTIONS if c not in set(names)]
         for index in rng.choice(len(missing), size=2, replace=False):
-            absent.append(record(prompter.segment(scene.image, missing[index])))
-    p, a = np.array(present).reshape(-1, 3), np.array(absent).reshape(-1, 2)
+            result = prompter.segment(scene.image, missing[index])
+            absent.append((result.evidence.margin, result.alternatives, {}))
+
+    def shown(query, threshold: float, weight: float):
+        """The candidate segment() would return first, or None for "not found"."""
+        evidence, alternatives, _ = query
+        if evidence <= 0 or not alternatives:
+            return None
+        _, candidates = best_prompt_set(alternatives, weight)
+        if max(c.clip_margin for c in candidates) <= threshold:
+            return None
+        return candidates[0]
+
     table = []
     for threshold in thresholds:
-        found = (p[:, 0] > 0) & (p[:, 1] > threshold)
-        table.append(
-            {
-                "verify_threshold": threshold,
-                "present_iou30": float((found & (p[:, 2] >= 0.3)).mean()),
-                "present_iou70": float((found & (p[:, 2] >= 0.7)).mean()),
-                "absent_not_found": float(1 - ((a[:, 0] > 0) & (a[:, 1] > threshold)).mean()),
-            }
-        )
-    best = max(table, key=lambda row: row["present_iou30"] + row["absent_not_found"])
-    return best["verify_threshold"], table
+        for weight in iou_weights:
+            ious = []
+            for query in present:
+                best = shown(query, threshold, weight)
+                ious.append(query[2][id(best)] if best is not None else 0.0)
+            ious = np.array(ious)
+            rejected = [shown(query, threshold, weight) is None for query in absent]
+            table.append(
+                {
+                    "verify_threshold": threshold,
+                    "iou_weight": weight,
+                    "present_iou70": float((ious >= 0.7).mean()),
+                    "present_iou30": float((ious >= 0.3).mean()),
+                    "absent_not_found": float(np.mean(rejected)),
+                }
+            )
+    best = max(table, key=lambda r: r["present_iou70"] + r["present_iou30"] + r["absent_not_found"])
+    return {"verify_threshold": best["verify_threshold"], "iou_weight": best["iou_weight"]}, table
 
 
 def evaluate_bundle(
