@@ -32,6 +32,7 @@ from scipy import ndimage
 
 from prompts.clip_model import MAX_TEXT_CHARS, ClipModel
 from sam.embedding_cache import content_key
+from sam.tasks.proposals import generate_proposals
 from sam.validation import as_rgb_uint8, check_boxes, check_points
 
 TEMPLATES: tuple[str, ...] = (
@@ -42,6 +43,7 @@ TEMPLATES: tuple[str, ...] = (
 )
 NEGATIVES: tuple[str, ...] = ("", "background", "an object", "nothing")
 GREY = (124, 116, 104)  # CLIP's mean colour: neutral after normalisation
+PROPOSALS_KEPT = 100  # segment-everything proposals kept per image for the fallback
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,8 @@ class TextPrompter:
         cache_entries: int = 8,
         verify_sets: int | None = None,
         iou_weight: float = 0.0,
+        proposal_points: int | None = 16,
+        proposal_sets: int = 3,
     ) -> None:
         if outside not in ("grey", "blur"):
             raise ValueError(f"outside must be 'grey' or 'blur', got {outside!r}")
@@ -173,6 +177,9 @@ class TextPrompter:
         self.context = context
         self.verify_sets = verify_sets
         self.iou_weight = iou_weight
+        self.proposal_points = proposal_points
+        self.proposal_sets = proposal_sets
+        self._proposal_cache = _LRU(cache_entries)
         self._image_cache = _LRU(cache_entries)
         self._text_cache = _LRU(256)
         self._negative_embeddings: torch.Tensor | None = None
@@ -255,25 +262,17 @@ class TextPrompter:
         prompt_sets = self._prompt_sets(
             margin_map, allowed, (height, width), user_points, user_labels, user_box
         )
-        outputs = self._predict(prompt_sets)
-        if self.verify_sets is not None and len(outputs) > self.verify_sets:
-            # Pre-rank the sets for free by pooling the dense features inside each mask; only
-            # the best few are verified on masked crops (each crop is a full CLIP pass).
-            pooled = [
-                self.pooled_margins(dense, masks, target, negatives) for masks, _, _ in outputs
-            ]
-            keep = np.argsort([-float(np.max(m)) for m in pooled], kind="stable")
-            keep = sorted(keep[: max(1, self.verify_sets)].tolist())
-            prompt_sets = [prompt_sets[i] for i in keep]
-            outputs = [outputs[i] for i in keep]
-        runs = self._candidates(image, outputs, target, negatives)
-        scored = [(p, c) for p, c in zip(prompt_sets, runs) if c]
-        if not scored:
+        scored = self._verified(image, prompt_sets, dense, target, negatives)
+        chosen = self._choose(scored)
+        if chosen is None and self.proposal_points and user_box is None:
+            # no peak prompt passed: segment-everything proposals, best pooled margin first
+            proposal_sets = self._proposal_sets(image, dense, target, negatives, user)
+            scored += self._verified(image, proposal_sets, dense, target, negatives)
+            chosen = self._choose(scored)
+        if chosen is None:
             return fallback()
-        prompts, candidates = best_prompt_set(scored, self.iou_weight)
+        prompts, candidates = chosen
         best_margin = max(c.clip_margin for c in candidates)
-        if best_margin <= self.verify_threshold:
-            return fallback()
         best_score = max(c.clip_score for c in candidates)
         message = f'found "{text}" (CLIP score {best_score:.2f}, margin {best_margin:+.3f})'
         return TextResult(
@@ -286,6 +285,74 @@ class TextPrompter:
         )
 
     # -- steps ----------------------------------------------------------------------------------
+
+    def _verified(self, image, prompt_sets, dense, target, negatives) -> list:
+        """SAM on each prompt set, candidates CLIP-verified -> [(PromptSet, candidates)] for the
+        sets with any candidate."""
+        outputs = self._predict(prompt_sets)
+        if self.verify_sets is not None and len(outputs) > self.verify_sets:
+            # Pre-rank the sets for free by pooling the dense features inside each mask; only
+            # the best few are verified on masked crops (each crop is a full CLIP pass).
+            pooled = [
+                self.pooled_margins(dense, masks, target, negatives) for masks, _, _ in outputs
+            ]
+            keep = np.argsort([-float(np.max(m)) for m in pooled], kind="stable")
+            keep = sorted(keep[: max(1, self.verify_sets)].tolist())
+            prompt_sets = [prompt_sets[i] for i in keep]
+            outputs = [outputs[i] for i in keep]
+        runs = self._candidates(image, outputs, target, negatives) if outputs else []
+        return [(p, c) for p, c in zip(prompt_sets, runs) if c]
+
+    def _choose(self, scored: list) -> tuple[PromptSet, list[TextCandidate]] | None:
+        """The best prompt set, or None if there is none or its best CLIP margin does not pass
+        ``verify_threshold``."""
+        if not scored:
+            return None
+        prompts, candidates = best_prompt_set(scored, self.iou_weight)
+        if max(c.clip_margin for c in candidates) <= self.verify_threshold:
+            return None
+        return prompts, candidates
+
+    def proposals(self, image: np.ndarray) -> list[dict]:
+        """Object proposals of segment everything on a ``proposal_points`` grid (records of
+        :func:`sam.tasks.proposals.generate_proposals`, best first), cached by image content;
+        the image embedding is the predictor's."""
+        image = as_rgb_uint8(image)
+        key = content_key(image, "proposals", self.proposal_points, id(self.predictor.model))
+        cached = self._proposal_cache.get(key)
+        if cached is None:
+            cached = generate_proposals(
+                self.predictor.model,
+                image,
+                top_k=PROPOSALS_KEPT,
+                points_per_side=self.proposal_points,
+                output_mode="binary_mask",
+                cache=self.predictor.cache,
+            )
+            self._proposal_cache.put(key, cached)
+        return cached
+
+    def _proposal_sets(self, image, dense, target, negatives, user: PromptSet) -> list[PromptSet]:
+        """The ``proposal_sets`` proposals whose pooled dense features match the text best, each
+        as its own grid point plus its box (plus the user's clicks)."""
+        records = self.proposals(image)
+        if not records:
+            return []
+        masks = np.stack([r["segmentation"] for r in records])
+        pooled = self.pooled_margins(dense, masks, target, negatives)
+        sets = []
+        for i in np.argsort(-pooled, kind="stable")[: self.proposal_sets]:
+            if not np.isfinite(pooled[i]):
+                continue
+            x, y, w, h = records[i]["bbox"]
+            coords = [np.asarray(records[i]["point_coords"], np.float32).reshape(1, 2)]
+            labels = [np.ones(1, np.int64)]
+            if user.point_coords is not None:
+                coords.append(user.point_coords)
+                labels.append(user.point_labels)
+            box = np.array([x, y, x + w, y + h], dtype=np.float32)
+            sets.append(PromptSet(np.concatenate(coords), np.concatenate(labels), box, "proposal"))
+        return sets
 
     def _fallback(self, image, target, negatives, absent, user, has_user, common) -> TextResult:
         """Text not found: segment from the user's own prompts if there are any, else nothing."""

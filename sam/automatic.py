@@ -38,6 +38,7 @@ from .amg import (
     uncrop_masks,
     uncrop_points,
 )
+from .embedding_cache import EmbeddingCache
 from .model import Sam
 from .predictor import SamPredictor
 from .validation import as_rgb_uint8
@@ -70,7 +71,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class AutomaticMaskGenerator:
-    """Same constructor arguments, defaults and ``generate`` records as the reference."""
+    """Same constructor arguments, defaults and ``generate`` records as the reference; ``cache``
+    (ours) shares image embeddings with other predictors of the same model."""
 
     def __init__(
         self,
@@ -88,6 +90,7 @@ class AutomaticMaskGenerator:
         point_grids: list[np.ndarray] | None = None,
         min_mask_region_area: int = 0,
         output_mode: str = "binary_mask",
+        cache: EmbeddingCache | None = None,
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("exactly one of points_per_side or point_grids must be given")
@@ -100,7 +103,7 @@ class AutomaticMaskGenerator:
         if output_mode not in OUTPUT_MODES:
             raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
         self.point_grids = point_grids
-        self.predictor = SamPredictor(model)
+        self.predictor = SamPredictor(model, cache)
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh
         self.stability_score_thresh = stability_score_thresh

@@ -21,7 +21,7 @@ from segment_anything import SamAutomaticMaskGenerator
 from skimage import data
 from torch import nn
 
-from sam import build_sam
+from sam import SamPredictor, build_sam
 from sam.amg import calculate_stability_score, remove_small_regions, rle_to_mask
 from sam.automatic import LOW_RES_STABILITY_MARGIN, PRESETS, AutomaticMaskGenerator
 from tests.reference import build_reference_sam
@@ -310,3 +310,20 @@ def test_exported_from_the_package_like_the_reference():
     import sam
 
     assert sam.AutomaticMaskGenerator is AutomaticMaskGenerator
+
+
+def test_shared_cache_reuses_another_predictors_embedding(models, image):
+    ours, _ = models
+    predictor = SamPredictor(ours)
+    predictor.set_image(image)
+    runs = []
+    hook = ours.image_encoder.register_forward_hook(lambda m, i, o: runs.append(1))
+    try:
+        shared = AutomaticMaskGenerator(ours, points_per_side=4, cache=predictor.cache)
+        shared_records = shared.generate(image)
+        assert runs == []  # the embedding came from the predictor's cache
+        own = AutomaticMaskGenerator(ours, points_per_side=4).generate(image)
+        assert runs == [1]  # without it, the image is encoded again
+    finally:
+        hook.remove()
+    assert [r["bbox"] for r in shared_records] == [r["bbox"] for r in own]

@@ -145,6 +145,6 @@ def test_choosing_text_options_replays_segment_exactly():
     ]
     for row in (table[1], table[2]):
         options = {"verify_threshold": row["verify_threshold"], "iou_weight": row["iou_weight"]}
-        figures = evaluate_text_branch(clip, predictor, scenes, **options)
+        figures = evaluate_text_branch(clip, predictor, scenes, proposal_points=None, **options)
         for key in ("present_iou70", "present_iou30", "absent_not_found"):
             assert figures[key] == pytest.approx(row[key]), (key, options)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from prompts import text_prompter
 from prompts.clip_model import create_random_clip
 from prompts.text_prompter import (
     GREY,
@@ -294,3 +295,40 @@ def test_pooled_margins_shapes():
     expected = torch.nn.functional.normalize(dense[:2, :2].reshape(4, 8).mean(0), dim=0)
     want = expected @ target - (negatives @ expected).max()
     assert margins[0] == pytest.approx(float(want), abs=1e-5)
+
+
+def test_proposals_are_the_fallback_when_no_peak_prompt_passes(clip, predictor, monkeypatch):
+    prompter = TextPrompter(clip, predictor, **ALWAYS)
+    monkeypatch.setattr(prompter, "_prompt_sets", lambda *args: [])  # no peak prompt at all
+    sam_runs, generated = [], []
+    hook = predictor.model.image_encoder.register_forward_hook(lambda m, i, o: sam_runs.append(1))
+    original = text_prompter.generate_proposals
+    monkeypatch.setattr(
+        text_prompter,
+        "generate_proposals",
+        lambda *args, **kwargs: generated.append(1) or original(*args, **kwargs),
+    )
+    try:
+        image = _scene(3)
+        result = prompter.segment(image, "red circle")
+        again = prompter.segment(image, "red circle")
+    finally:
+        hook.remove()
+    assert len(generated) == 1  # once per image
+    assert result.found and result.prompts.source == "proposal"
+    assert {p.source for p, _ in result.alternatives} == {"proposal"}
+    assert len(result.alternatives) <= prompter.proposal_sets
+    record_boxes = [
+        [x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in prompter.proposals(image))
+    ]
+    assert result.prompts.box.tolist() in record_boxes
+    assert result.prompts.point_labels.tolist() == [1]
+    assert len(sam_runs) == 1  # the generator reused the predictor's embedding
+    assert [c.iou for c in again.candidates] == [c.iou for c in result.candidates]
+
+
+def test_no_proposal_fallback_when_switched_off(clip, predictor, monkeypatch):
+    prompter = TextPrompter(clip, predictor, proposal_points=None, **ALWAYS)
+    monkeypatch.setattr(prompter, "_prompt_sets", lambda *args: [])
+    result = prompter.segment(_scene(3), "red circle")
+    assert not result.found and result.candidates == [] and len(prompter._proposal_cache) == 0

@@ -473,8 +473,16 @@ def choose_text_options(
     (best mask IoU >= 0.7) plus right object found (IoU >= 0.3) plus absent object not found on
     ``scenes`` (use validation scenes, not the held-out ones). Runs every query once with the
     gates open, keeps every verified prompt set, and then chooses the set and applies the gates
-    exactly as :meth:`TextPrompter.segment` does; returns (best options, table)."""
-    prompter = TextPrompter(clip, predictor, existence_threshold=-np.inf, verify_threshold=-np.inf)
+    exactly as :meth:`TextPrompter.segment` does without its proposal fallback
+    (``proposal_points=None``; whether the fallback helps is measured on its own);
+    returns (best options, table)."""
+    prompter = TextPrompter(
+        clip,
+        predictor,
+        existence_threshold=-np.inf,
+        verify_threshold=-np.inf,
+        proposal_points=None,
+    )
     rng = np.random.default_rng(seed)
     present, absent = [], []  # (evidence margin, alternatives, {id(candidate): true IoU})
     for scene in scenes:
