@@ -16,7 +16,11 @@ Pipeline (one CLIP pass over the image, one SAM embedding, both cached by image 
     three masks are returned ranked by predicted IoU (``verify_sets=k`` first pre-ranks the sets
     by dense features pooled inside their masks and crop-verifies only the best k, trading some
     robustness for speed on CPU);
-(e) user clicks extend (positive) or cut (negative) the text result; a user box restricts it.
+(e) fallback: if no prompt set passes verification, segment everything's object proposals
+    (a ``proposal_points`` grid, once per image, the SAM embedding reused) are ranked by their
+    pooled dense margin and the best ``proposal_sets`` are prompted with their grid point and
+    box and verified the same way;
+(f) user clicks extend (positive) or cut (negative) the text result; a user box restricts it.
 """
 
 from __future__ import annotations
