@@ -271,8 +271,9 @@ class TextPrompter:
         if chosen is None and self.proposal_points and user_box is None:
             # no peak prompt passed: segment-everything proposals, best pooled margin first
             proposal_sets = self._proposal_sets(image, dense, target, negatives, user)
-            scored += self._verified(image, proposal_sets, dense, target, negatives)
-            chosen = self._choose(scored)
+            proposals_scored = self._verified(image, proposal_sets, dense, target, negatives)
+            scored += proposals_scored
+            chosen = self._choose(proposals_scored)
         if chosen is None:
             return fallback()
         prompts, candidates = chosen
