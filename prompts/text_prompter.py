@@ -158,7 +158,7 @@ class TextPrompter:
         cache_entries: int = 8,
         verify_sets: int | None = None,
         iou_weight: float = 0.0,
-        proposal_points: int | None = 16,
+        proposal_points: int | None = None,
         proposal_sets: int = 3,
     ) -> None:
         if outside not in ("grey", "blur"):

@@ -205,19 +205,30 @@ def rel_pos_attention(
     # three interleaved runs (2 cores, 2026-11-28): fp32 7.07-7.33 -> 6.81-6.95 s, bf16 the same
     # within noise (3.46-3.85 s).
     chunk = min(QUERY_CHUNK, tokens)
-    scores_buffer = q.new_empty(batch * heads * chunk * tokens)
-    probs_buffer = torch.empty_like(scores_buffer)
-    out = q.new_empty(batch * heads, tokens, dim)
+    # out= arguments have no autograd: training takes fresh tensors
+    reuse = not torch.is_grad_enabled() or not any(
+        t.requires_grad for t in (q, k, v, rel_pos_h, rel_pos_w)
+    )
+    if reuse:
+        scores_buffer = q.new_empty(batch * heads * chunk * tokens)
+        probs_buffer = torch.empty_like(scores_buffer)
+    outs = []
     for start in range(0, tokens, chunk):
         rows = min(chunk, tokens - start)
-        size = batch * heads * rows * tokens
-        scores = scores_buffer[:size].view(batch, heads, rows, height, width)
         rel = slice(start, start + rows)
-        torch.add(rel_h[:, :, rel, :, None], rel_w[:, :, rel, None, :], out=scores)  # the bias
+        bias_h, bias_w = rel_h[:, :, rel, :, None], rel_w[:, :, rel, None, :]
         # the bias enters the scores' matrix product (beta = 1) instead of two passes after it
-        scores = scores.view(batch * heads, rows, tokens).baddbmm_(scaled_q[:, rel], key_t)
-        probs = torch.softmax(scores, dim=-1, out=probs_buffer[:size].view_as(scores))
-        out[:, rel] = probs @ v
+        if reuse:
+            size = batch * heads * rows * tokens
+            scores = scores_buffer[:size].view(batch, heads, rows, height, width)
+            torch.add(bias_h, bias_w, out=scores)
+            scores = scores.view(batch * heads, rows, tokens).baddbmm_(scaled_q[:, rel], key_t)
+            probs = torch.softmax(scores, dim=-1, out=probs_buffer[:size].view_as(scores))
+        else:
+            bias = (bias_h + bias_w).view(batch * heads, rows, tokens)
+            probs = torch.baddbmm(bias, scaled_q[:, rel], key_t).softmax(dim=-1)
+        outs.append(probs @ v)
+    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
     return out.view(batch, heads, tokens, dim)
 
 

@@ -47,3 +47,16 @@ def test_window_partition_round_trip(hw):
     ref_windows, ref_padded = reference.window_partition(x, 14)
     assert padded == ref_padded and torch.equal(windows, ref_windows)
     assert torch.equal(window_unpartition(windows, 14, padded, hw), x)
+
+
+def test_rel_pos_attention_same_with_and_without_autograd():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 12 * 12, 8) for _ in range(3))  # 144 tokens: two chunks
+    rel_h, rel_w = torch.randn(23, 8), torch.randn(23, 8)
+    with torch.no_grad():  # reused buffers
+        expected = rel_pos_attention(q, k, v, rel_h, rel_w, (12, 12))
+    q.requires_grad_(True)
+    out = rel_pos_attention(q, k, v, rel_h, rel_w, (12, 12))  # fresh tensors, differentiable
+    out.sum().backward()
+    torch.testing.assert_close(out, expected)
+    assert q.grad is not None and q.grad.abs().sum() > 0

@@ -298,7 +298,7 @@ def test_pooled_margins_shapes():
 
 
 def test_proposals_are_the_fallback_when_no_peak_prompt_passes(clip, predictor, monkeypatch):
-    prompter = TextPrompter(clip, predictor, **ALWAYS)
+    prompter = TextPrompter(clip, predictor, proposal_points=16, **ALWAYS)
     monkeypatch.setattr(prompter, "_prompt_sets", lambda *args: [])  # no peak prompt at all
     sam_runs, generated = [], []
     hook = predictor.model.image_encoder.register_forward_hook(lambda m, i, o: sam_runs.append(1))
