@@ -309,14 +309,7 @@ class TextPrompter:
         return [(p, c) for p, c in zip(prompt_sets, runs) if c]
 
     def _choose(self, scored: list) -> tuple[PromptSet, list[TextCandidate]] | None:
-        """The best prompt set, or None if there is none or its best CLIP margin does not pass
-        ``verify_threshold``."""
-        if not scored:
-            return None
-        prompts, candidates = best_prompt_set(scored, self.iou_weight)
-        if max(c.clip_margin for c in candidates) <= self.verify_threshold:
-            return None
-        return prompts, candidates
+        return passing_prompt_set(scored, self.iou_weight, self.verify_threshold)
 
     def proposals(self, image: np.ndarray) -> list[dict]:
         """Object proposals of segment everything on a ``proposal_points`` grid (records of
@@ -498,6 +491,19 @@ def best_prompt_set(
     return max(
         scored, key=lambda pc: max((c.clip_margin + iou_weight * c.iou, c.iou) for c in pc[1])
     )
+
+
+def passing_prompt_set(
+    scored: list[tuple[PromptSet, list[TextCandidate]]], iou_weight: float, verify_threshold: float
+) -> tuple[PromptSet, list[TextCandidate]] | None:
+    """:func:`best_prompt_set`, or None if there is none or its best CLIP margin does not pass
+    ``verify_threshold`` (the gate of :meth:`TextPrompter.segment`)."""
+    if not scored:
+        return None
+    prompts, candidates = best_prompt_set(scored, iou_weight)
+    if max(c.clip_margin for c in candidates) <= verify_threshold:
+        return None
+    return prompts, candidates
 
 
 def _check_user_prompts(points, labels, box):

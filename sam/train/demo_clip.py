@@ -57,8 +57,8 @@ from prompts.text_prompter import (
     NEGATIVES,
     TEMPLATES,
     TextPrompter,
-    best_prompt_set,
     masked_crop,
+    passing_prompt_set,
 )
 
 from .scenes import Scene, all_captions, generate_scene, scene_dataset, whole_masks
@@ -503,12 +503,8 @@ def choose_text_options(
     def shown(query, threshold: float, weight: float):
         """The candidate segment() would return first, or None for "not found"."""
         evidence, alternatives, _ = query
-        if evidence <= 0 or not alternatives:
-            return None
-        _, candidates = best_prompt_set(alternatives, weight)
-        if max(c.clip_margin for c in candidates) <= threshold:
-            return None
-        return candidates[0]
+        chosen = passing_prompt_set(alternatives, weight, threshold) if evidence > 0 else None
+        return chosen[1][0] if chosen is not None else None
 
     table = []
     for threshold in thresholds:
