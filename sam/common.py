@@ -40,13 +40,14 @@ def _use_onednn(x: torch.Tensor, module: nn.Module) -> bool:
     return (
         x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.bfloat16)
-        and not (torch.is_grad_enabled() and (x.requires_grad or _trains(module)))
+        and not needs_grad(x, *module.parameters())
         and _ONEDNN_LINEAR
     )
 
 
-def _trains(module: nn.Module) -> bool:
-    return any(p.requires_grad for p in module.parameters())
+def needs_grad(*tensors: torch.Tensor) -> bool:
+    """Whether autograd will record an op on ``tensors`` (ops without autograd must not run)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def _onednn_linear_works() -> bool:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LayerNorm2d, MLPBlock
+from .common import LayerNorm2d, MLPBlock, needs_grad
 
 # Query rows per attention chunk: 128 measured fastest on a 2-core AVX512 CPU in fp32 and bf16
 # (2026-11-28; 256 was 10-20% slower once keys and values stopped being copied per chunk).
@@ -206,9 +206,7 @@ def rel_pos_attention(
     # within noise (3.46-3.85 s).
     chunk = min(QUERY_CHUNK, tokens)
     # out= arguments have no autograd: training takes fresh tensors
-    reuse = not torch.is_grad_enabled() or not any(
-        t.requires_grad for t in (q, k, v, rel_pos_h, rel_pos_w)
-    )
+    reuse = not needs_grad(q, k, v, rel_pos_h, rel_pos_w)
     if reuse:
         scores_buffer = q.new_empty(batch * heads * chunk * tokens)
         probs_buffer = torch.empty_like(scores_buffer)
