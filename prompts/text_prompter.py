@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageFilter
 from scipy import ndimage
 
@@ -315,11 +316,17 @@ class TextPrompter:
         """Object proposals of segment everything on a ``proposal_points`` grid (records of
         :func:`sam.tasks.proposals.generate_proposals`, best first), cached by image content;
         the image embedding is the predictor's."""
-        image = as_rgb_uint8(image)
+        return self._proposals(as_rgb_uint8(image), None)[0]
+
+    def _proposals(
+        self, image: np.ndarray, grid: tuple[int, int] | None
+    ) -> tuple[list[dict], torch.Tensor | None]:
+        """(records, their :func:`patch_cover` on CLIP's ``grid`` (M, h * w)), both cached per
+        image, so that a new text on a known image only multiplies the cover by its features."""
         key = content_key(image, "proposals", self.proposal_points, id(self.predictor.model))
-        cached = self._proposal_cache.get(key)
-        if cached is None:
-            cached = generate_proposals(
+        records, covers = self._proposal_cache.get(key) or (None, {})
+        if records is None:
+            records = generate_proposals(
                 self.predictor.model,
                 image,
                 top_k=PROPOSALS_KEPT,
@@ -327,17 +334,18 @@ class TextPrompter:
                 output_mode="binary_mask",
                 cache=self.predictor.cache,
             )
-            self._proposal_cache.put(key, cached)
-        return cached
+        if grid is not None and grid not in covers and records:
+            covers[grid] = patch_cover([r["segmentation"] for r in records], grid)
+        self._proposal_cache.put(key, (records, covers))
+        return records, covers.get(grid)
 
     def _proposal_sets(self, image, dense, target, negatives, user: PromptSet) -> list[PromptSet]:
         """The ``proposal_sets`` proposals whose pooled dense features match the text best, each
         as its own grid point plus its box (plus the user's clicks)."""
-        records = self.proposals(image)
+        records, cover = self._proposals(image, tuple(dense.shape[:2]))
         if not records:
             return []
-        masks = np.stack([r["segmentation"] for r in records])
-        pooled = self.pooled_margins(dense, masks, target, negatives)
+        pooled = cover_margins(cover, dense, target, negatives)
         sets = []
         for i in np.argsort(-pooled, kind="stable")[: self.proposal_sets]:
             if not np.isfinite(pooled[i]):
@@ -440,17 +448,9 @@ class TextPrompter:
     def pooled_margins(
         dense: torch.Tensor, masks: np.ndarray, target: torch.Tensor, negatives: torch.Tensor
     ) -> np.ndarray:
-        """Free pre-score: dense features averaged inside each mask (area-weighted on the patch
-        grid), margin of the text over the best negative; empty masks get -inf."""
-        h, w, _ = dense.shape
-        cover = torch.nn.functional.adaptive_avg_pool2d(
-            torch.from_numpy(np.ascontiguousarray(masks)).float()[:, None], (h, w)
-        )[:, 0]  # (M, h, w) fraction of each patch inside the mask
-        weight = cover.flatten(1)
-        total = weight.sum(1, keepdim=True)
-        pooled = torch.nn.functional.normalize(weight @ dense.reshape(h * w, -1), dim=-1)
-        margins = pooled @ target - (pooled @ negatives.T).max(1).values
-        return torch.where(total[:, 0] > 0, margins, -torch.inf).numpy()
+        """Free pre-score: dense features (h, w, D) averaged inside each mask (area-weighted on
+        the patch grid), margin of the text over the best negative; empty masks get -inf."""
+        return cover_margins(patch_cover(masks, dense.shape[:2]), dense, target, negatives)
 
     def score_masks(
         self, image: np.ndarray, masks: np.ndarray, target: torch.Tensor, negatives: torch.Tensor
@@ -481,6 +481,27 @@ class TextPrompter:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+def patch_cover(masks, grid: tuple[int, int], chunk: int = 8) -> torch.Tensor:
+    """Masks (M, H, W) bool (an array or a list of them) -> (M, h * w): the fraction of each
+    patch of the (h, w) ``grid`` inside each mask. A few masks at a time, so that full-resolution
+    masks are never all converted to float at once."""
+    covers = [
+        F.adaptive_avg_pool2d(torch.from_numpy(np.stack(masks[i : i + chunk])).float(), grid)
+        for i in range(0, len(masks), chunk)
+    ]
+    return torch.cat(covers).flatten(1)
+
+
+def cover_margins(
+    cover: torch.Tensor, dense: torch.Tensor, target: torch.Tensor, negatives: torch.Tensor
+) -> np.ndarray:
+    """Dense features (h, w, D) pooled by ``cover`` (M, h * w) of :func:`patch_cover` -> margin
+    of the text over the best negative (M,); masks covering nothing get -inf."""
+    pooled = F.normalize(cover @ dense.reshape(cover.shape[1], -1), dim=-1)
+    margins = pooled @ target - (pooled @ negatives.T).max(1).values
+    return torch.where(cover.sum(1) > 0, margins, -torch.inf).numpy()
 
 
 def best_prompt_set(

@@ -94,6 +94,10 @@ def test_saved_weights_round_trip_through_load_clip(tmp_path, monkeypatch):
         for key, value in expected.items():
             torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
         assert clip.image_size == (96, 96) and clip.grid_size == (12, 12)
+    resumed = create_demo_clip(seed=2, init=path)  # a fine-tune starts from the saved weights
+    for key, value in resumed.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
+        assert value.dtype == expected[key].dtype  # fp32 to train, though saved in fp16
 
 
 def _load_demo(monkeypatch, path):

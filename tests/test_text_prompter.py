@@ -297,6 +297,36 @@ def test_pooled_margins_shapes():
     assert margins[0] == pytest.approx(float(want), abs=1e-5)
 
 
+def test_patch_cover_in_chunks_equals_one_pass():
+    masks = np.random.default_rng(0).random((11, 30, 36)) > 0.5
+    cover = text_prompter.patch_cover(masks, (6, 6), chunk=4)
+    whole = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(masks).float(), (6, 6))
+    assert cover.shape == (11, 36) and torch.equal(cover, whole.flatten(1))
+    assert torch.equal(text_prompter.patch_cover(list(masks), (6, 6)), cover)
+
+
+def test_a_new_text_reuses_the_proposals_patch_cover(clip, predictor, monkeypatch):
+    prompter = TextPrompter(clip, predictor, proposal_points=16, **ALWAYS)
+    monkeypatch.setattr(prompter, "_prompt_sets", lambda *args: [])
+    covers = []
+    original = text_prompter.patch_cover
+    monkeypatch.setattr(
+        text_prompter, "patch_cover", lambda *a, **k: covers.append(1) or original(*a, **k)
+    )
+    image = _scene(3)
+    first = prompter.segment(image, "red circle")
+    second = prompter.segment(image, "blue square")
+    assert len(covers) == 1 and first.found and second.found
+    records = prompter.proposals(image)
+    _, dense = prompter.image_features(image)
+    masks = np.stack([r["segmentation"] for r in records])
+    target, negatives = prompter.text_embedding("blue square"), prompter.negative_embeddings()
+    pooled = TextPrompter.pooled_margins(dense, masks, target, negatives)
+    chosen = {tuple(p.box.tolist()) for p, _ in second.alternatives}
+    best = {tuple(float(v) for v in records[i]["bbox"]) for i in np.argsort(-pooled)[:3]}
+    assert {(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in chosen} <= best
+
+
 def test_proposals_are_the_fallback_when_no_peak_prompt_passes(clip, predictor, monkeypatch):
     prompter = TextPrompter(clip, predictor, proposal_points=16, **ALWAYS)
     monkeypatch.setattr(prompter, "_prompt_sets", lambda *args: [])  # no peak prompt at all

@@ -194,12 +194,15 @@ def fixed_batch(seed: int, scenes: int, image_size: int = 96, grid: int = 12) ->
 # -- model and loss -----------------------------------------------------------------------------
 
 
-def create_demo_clip(seed: int = 0) -> torch.nn.Module:
+def create_demo_clip(seed: int = 0, init: Path | None = None) -> torch.nn.Module:
+    """The demo CLIP, fp32: random (``seed``), or the weights of the checkpoint ``init`` (to
+    fine-tune, e.g. the bundled one)."""
     import open_clip
 
     register_demo_config()
     torch.manual_seed(seed)
-    return open_clip.create_model(DEMO_MODEL_NAME, pretrained=None)
+    pretrained = str(init) if init is not None else None
+    return open_clip.create_model(DEMO_MODEL_NAME, pretrained=pretrained).float()
 
 
 def _clip_loss_class():
@@ -562,9 +565,11 @@ def train_demo_clip(
     text_columns: int | None = -1,
     calibration_weight: float = 4.0,
     dense_weight: float = 4.0,
+    init: Path | None = None,
 ) -> dict:
-    """Train for ``minutes`` (or ``max_steps``), save fp16 safetensors at ``output``, evaluate
-    on ``eval_scenes`` held-out scenes with the demo SAM (0: skip) and return a summary."""
+    """Train for ``minutes`` (or ``max_steps``), from random weights or the checkpoint ``init``,
+    save fp16 safetensors at ``output``, evaluate on ``eval_scenes`` held-out scenes with the
+    demo SAM (0: skip) and return a summary."""
     device = str(device)
     cuda = device.startswith("cuda")
     if batch_size is None:
@@ -573,7 +578,7 @@ def train_demo_clip(
         text_columns = None if cuda else 80
     if num_workers is None:
         num_workers = default_workers()
-    model = create_demo_clip(seed)
+    model = create_demo_clip(seed, init)
     config = TrainConfig(
         batch_size=batch_size,
         lr=lr,
@@ -666,6 +671,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--calibration-weight", type=float, default=4.0)
     parser.add_argument("--dense-weight", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--init", type=Path, default=None, help="start from this checkpoint (fine-tune)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.threads:
@@ -683,6 +691,7 @@ def main(argv: list[str] | None = None) -> dict:
         text_columns=args.text_columns or None,
         calibration_weight=args.calibration_weight,
         dense_weight=args.dense_weight,
+        init=args.init,
     )
 
 
