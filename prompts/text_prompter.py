@@ -18,8 +18,8 @@ Pipeline (one CLIP pass over the image, one SAM embedding, both cached by image 
     robustness for speed on CPU);
 (e) fallback: if no prompt set passes verification, segment everything's object proposals
     (a ``proposal_points`` grid, once per image, the SAM embedding reused; their coverage of
-    CLIP's patch grid is kept with them) are ranked by their pooled dense margin and the best ``proposal_sets`` are prompted with their grid point and
-    box and verified the same way;
+    CLIP's patch grid is kept with them) are ranked by their pooled dense margin and the best
+    ``proposal_sets`` are prompted with their grid point and box and verified the same way;
 (f) user clicks extend (positive) or cut (negative) the text result; a user box restricts it.
 """
 
