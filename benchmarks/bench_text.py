@@ -112,7 +112,13 @@ def main() -> None:
 
     # The worst case: no prompt set passes verification, so the proposal fallback runs too
     # (segment everything on a 16x16 grid once per image, then three proposals verified).
-    prompter = TextPrompter(clip, predictor, existence_threshold=-np.inf, verify_threshold=np.inf)
+    prompter = TextPrompter(
+        clip,
+        predictor,
+        existence_threshold=-np.inf,
+        verify_threshold=np.inf,
+        proposal_points=16,  # the fallback is off by default
+    )
     start = time.perf_counter()
     prompter.segment(image, TEXTS[1])
     first = time.perf_counter() - start
