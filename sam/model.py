@@ -14,6 +14,7 @@ from torch import nn
 from .config import MODEL_CONFIGS, SamConfig
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
+from .mask_resize import composed_is_faster, resize_logits_composed
 from .prompt_encoder import PromptEncoder
 from .transformer import TwoWayTransformer
 
@@ -107,8 +108,14 @@ class Sam(nn.Module):
     ) -> torch.Tensor:
         """Low-res logits (B, C, 4H, 4W) -> logits (B, C, *original_size): upscale, crop the
         padding, resize to the original image. The reference's result, without upscaling the
-        padding first."""
-        factor = self.image_encoder.img_size / masks.shape[-1]
+        padding first, and in one composed step for images well below the frame
+        (:mod:`sam.mask_resize`)."""
+        frame = self.image_encoder.img_size
+        input_size = (int(input_size[0]), int(input_size[1]))
+        original_size = (int(original_size[0]), int(original_size[1]))
+        if composed_is_faster(masks, input_size, original_size):
+            return resize_logits_composed(masks, frame, input_size, original_size)
+        factor = frame / masks.shape[-1]
         masks = F.interpolate(
             self.valid_low_res(masks, input_size),
             scale_factor=factor,

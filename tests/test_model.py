@@ -132,7 +132,13 @@ def test_reference_forward_interface(tiny_sam, reference_tiny_sam):
 
 @pytest.mark.parametrize(
     "input_size, original_size",
-    [((128, 128), (40, 40)), ((128, 77), (500, 300)), ((64, 128), (50, 100)), ((5, 128), (4, 99))],
+    [
+        ((128, 128), (40, 40)),
+        ((128, 77), (60, 36)),
+        ((128, 77), (500, 300)),
+        ((64, 128), (50, 100)),
+        ((5, 128), (4, 99)),
+    ],
 )
 def test_postprocess_masks_equals_upscaling_the_padding_too(
     tiny_sam, reference_tiny_sam, input_size, original_size
