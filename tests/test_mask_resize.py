@@ -20,6 +20,7 @@ def two_resizes(masks, frame, input_size, original_size):
         (2, 3, (660, 1024), (333, 517)),
         (5, 1, (1024, 77), (300, 22)),
         (1, 1, (1024, 1024), (1, 1)),
+        (0, 3, (1024, 1024), (512, 512)),  # an empty batch of prompts
         (1, 3, (768, 1024), (900, 1200)),  # larger than the frame: the map still equals them
     ],
 )
