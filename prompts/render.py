@@ -1,10 +1,12 @@
 """Drawing prompts and masks over an image: green foreground dots, red background dots, the box
-outline, and coloured mask overlays captioned with their predicted IoU."""
+outline, and coloured mask overlays, edged in white so that a mask shows on an object of its own
+colour, captioned with their predicted IoU."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from .clicks import FOREGROUND, PromptState
 
@@ -13,6 +15,7 @@ BACKGROUND_COLOUR = (230, 40, 40)
 BOX_COLOUR = (255, 200, 0)
 MASK_COLOUR = (30, 144, 255)
 MASK_ALPHA = 0.5
+OUTLINE_COLOUR = (255, 255, 255)
 
 
 def iou_caption(score: float, clip_score: float | None = None) -> str:
@@ -45,17 +48,32 @@ def _marker_radius(size: tuple[int, int]) -> int:
     return max(3, round(min(size) / 80))
 
 
+def _outline_width(size: tuple[int, int]) -> int:
+    return max(1, round(min(size) / 200))
+
+
+def mask_outline(mask: np.ndarray, width: int) -> np.ndarray:
+    """(H, W) bool: the outermost ``width`` pixels of ``mask``, all around it (where the mask
+    meets the image's border, that border is its edge)."""
+    interior = ndimage.minimum_filter(mask, size=2 * width + 1, mode="constant", cval=0)
+    return mask & ~interior
+
+
 def overlay_mask(
     image: np.ndarray,
     mask: np.ndarray,
     colour: tuple[int, int, int] = MASK_COLOUR,
     alpha: float = MASK_ALPHA,
+    outline: tuple[int, int, int] | None = OUTLINE_COLOUR,
 ) -> np.ndarray:
-    """(H, W, 3) uint8 with ``mask`` (H, W) tinted in ``colour``; a new array."""
+    """(H, W, 3) uint8 with ``mask`` (H, W) tinted in ``colour`` and its edge drawn in
+    ``outline`` (none if None), about 1/200 of the image's short side wide; a new array."""
     if mask.shape != image.shape[:2]:
         raise ValueError(f"mask is {mask.shape} but the image is {image.shape[:2]}")
     out = image.astype(np.float32)
     out[mask] = (1.0 - alpha) * out[mask] + alpha * np.asarray(colour, dtype=np.float32)
+    if outline is not None:
+        out[mask_outline(mask, _outline_width(mask.shape))] = outline
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
