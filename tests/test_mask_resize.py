@@ -41,9 +41,10 @@ def test_axis_operator_has_at_most_three_taps_per_row_summing_to_one():
     assert torch.all(operator[:, 166:] == 0)  # rows past the valid 660 of 1024 are never read
 
 
-def test_composed_map_is_chosen_only_on_cpu_for_images_well_below_the_frame():
+def test_composed_map_is_chosen_only_on_cpu_for_float_logits_of_images_well_below_the_frame():
     masks = torch.zeros(1, 3, 256, 256)
     assert composed_is_faster(masks, (1024, 1024), (512, 512))
     assert not composed_is_faster(masks, (768, 1024), (600, 800))
     assert not composed_is_faster(masks, (768, 1024), (1500, 2000))
     assert not composed_is_faster(masks.to("meta"), (1024, 1024), (512, 512))
+    assert not composed_is_faster(masks.half(), (1024, 1024), (512, 512))
