@@ -253,12 +253,12 @@ def test_prefilled_annotations_download_as_coco_and_sa1b(demo_browser_page, tmp_
 # star (object 3, the largest). Chosen (with the demo SAM of 2026-11-26) by running
 # SamPredictor(load_sam("demo")) on scenes 0-11 at 320 pixels with one click at each object's point
 # farthest from its boundary (scipy's distance transform); here every object came out at
-# IoU >= 0.84. Re-measured with the bundled demo SAM of 2026-11-28 (third CPU fine-tune):
-# objects 0.914, 0.969, 0.962, 0.958. The cyan star, clicked at (160, 143), gets IoU 0.958 with
-# its best-ranked candidate (0.957 at worst anywhere within 3 pixels of that click); a box around
+# IoU >= 0.84. Re-measured with the bundled demo SAM of 2026-11-28 (fourth CPU fine-tune):
+# objects 0.916, 0.968, 0.959, 0.961. The cyan star, clicked at (160, 143), gets IoU 0.961 with
+# its best-ranked candidate (0.960 at worst anywhere within 3 pixels of that click); a box around
 # it (5-pixel margin) gets 0.959; a background click at (160, 300) after that click, with the best
 # candidate's logits fed back as the app does, changes the ranked predicted IoUs from
-# 1.007 / 1.000 / 0.976 to 1.010 / 1.008 / 0.960.
+# 1.002 / 0.997 / 0.970 to 1.010 / 1.003 / 0.972.
 SCENE_SEED, SCENE_SIZE, STAR = 5, 320, 3
 STAR_CLICK = (160, 143)
 BACKGROUND_CLICK = (160, 300)

@@ -113,10 +113,10 @@ def test_missing_bundle_is_a_clear_error(tmp_path, monkeypatch):
 
 # Measured on these 20 held-out scenes (seed 1; 98 present, 40 absent queries) with the bundled
 # weights (5 min on an H200: 4348 steps of 256), the bundled demo SAM (2026-11-28, after its
-# third CPU fine-tune), DEMO_TEXT_OPTIONS and the proposal fallback: 0.735, 0.867, 0.85. The
+# fourth CPU fine-tune), DEMO_TEXT_OPTIONS and the proposal fallback: 0.724, 0.857, 0.80. The
 # issue's targets (>= 0.9 for the first and the last) are NOT met. The asserts guard the measured
 # level minus MARGIN; raise them with better weights.
-MEASURED = {"present_iou70": 0.73, "present_iou30": 0.86, "absent_not_found": 0.85}
+MEASURED = {"present_iou70": 0.72, "present_iou30": 0.85, "absent_not_found": 0.8}
 MARGIN = 0.1
 
 
