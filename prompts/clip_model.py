@@ -273,8 +273,8 @@ class ClipModel:
             images = images[None]
         if images.ndim != 4 or images.shape[3] != 3 or 0 in images.shape:
             raise ValueError(f"image must have shape (H, W, 3) or (N, H, W, 3), got {images.shape}")
-        # a copy: images may be read-only views (Gradio's), which from_numpy warns about
-        x = torch.tensor(images).permute(0, 3, 1, 2).float() / 255.0
+        # astype copies: images may be read-only (Gradio's), which from_numpy warns about
+        x = torch.from_numpy(images.astype(np.float32)).permute(0, 3, 1, 2) / 255.0
         if tuple(x.shape[2:]) != self.image_size:
             x = F.interpolate(x, size=self.image_size, mode="bicubic", antialias=True)
             x = x.clamp(0.0, 1.0)

@@ -14,7 +14,6 @@ near or above the frame's size the reference's order stays (:func:`composed_is_f
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import torch
@@ -22,13 +21,11 @@ import torch.nn.functional as F
 
 
 @lru_cache(maxsize=64)
-def axis_operator(low_res: int, frame: int, valid: int, target: int) -> torch.Tensor:
+def axis_operator(low_res: int, factor: float, valid: int, target: int) -> torch.Tensor:
     """The reference's resizes along one axis as a sparse (target, low_res) matrix: upscale
-    ``low_res`` to ``frame`` samples, keep the first ``valid``, resize those to ``target``."""
+    ``low_res`` samples by ``factor``, keep the first ``valid``, resize those to ``target``."""
     identity = torch.eye(low_res).unsqueeze(0)  # (1, low_res, low_res): one channel per input
-    upscaled = F.interpolate(
-        identity, scale_factor=frame / low_res, mode="linear", align_corners=False
-    )
+    upscaled = F.interpolate(identity, scale_factor=factor, mode="linear", align_corners=False)
     resized = F.interpolate(
         upscaled[..., :valid], target, mode="linear", align_corners=False
     )  # (1, low_res, target)
@@ -49,23 +46,22 @@ def composed_is_faster(
 
 
 def resize_logits_composed(
-    masks: torch.Tensor, frame: int, input_size: tuple[int, int], original_size: tuple[int, int]
+    masks: torch.Tensor, factor: float, input_size: tuple[int, int], original_size: tuple[int, int]
 ) -> torch.Tensor:
-    """Logits (B, C, L, L') -> (B, C, *original_size): rows through the composed map
+    """Logits (B, C, l, l') -> (B, C, *original_size), the reference's upscaling by ``factor``
+    (frame / low-res side), crop to ``input_size`` and resize: rows through the composed map
     (:func:`axis_operator`), then columns, which lie along memory, through the two linear
-    resizes themselves (each row is upscaled to the frame's width only)."""
+    resizes themselves (each row is upscaled to the frame's width only). ``masks`` may already
+    be cut to the rows and columns that the crop keeps (``Sam.valid_low_res``)."""
     batch, channels, low_rows, low_cols = masks.shape
     (rows, cols), count = original_size, batch * channels
-    scale = frame / low_cols
-    # the low-res columns that the upscaled image's columns read (see Sam.valid_low_res)
-    valid_cols = min(math.ceil(input_size[1] / scale) + 1, low_cols)
-    row_map = axis_operator(low_rows, frame, input_size[0], rows).to(masks.dtype)
-    by_row = masks[..., :valid_cols].reshape(count, low_rows, valid_cols).transpose(0, 1)
-    resized_rows = torch.sparse.mm(row_map, by_row.reshape(low_rows, -1))  # (rows, count * v)
-    resized_rows = resized_rows.view(rows, count, valid_cols).transpose(0, 1)
+    row_map = axis_operator(low_rows, factor, input_size[0], rows).to(masks.dtype)
+    by_row = masks.reshape(count, low_rows, low_cols).transpose(0, 1).reshape(low_rows, -1)
+    resized_rows = torch.sparse.mm(row_map, by_row)  # (rows, count * low_cols)
+    resized_rows = resized_rows.view(rows, count, low_cols).transpose(0, 1)
     upscaled = F.interpolate(
-        resized_rows.reshape(count * rows, 1, valid_cols),
-        scale_factor=scale,
+        resized_rows.reshape(count * rows, 1, low_cols),
+        scale_factor=factor,
         mode="linear",
         align_corners=False,
     )[..., : input_size[1]]

@@ -110,14 +110,14 @@ class Sam(nn.Module):
         padding, resize to the original image. The reference's result, without upscaling the
         padding first, and in one composed step for images well below the frame
         (:mod:`sam.mask_resize`)."""
-        frame = self.image_encoder.img_size
+        factor = self.image_encoder.img_size / masks.shape[-1]
         input_size = (int(input_size[0]), int(input_size[1]))
         original_size = (int(original_size[0]), int(original_size[1]))
+        valid = self.valid_low_res(masks, input_size)
         if composed_is_faster(masks, input_size, original_size):
-            return resize_logits_composed(masks, frame, input_size, original_size)
-        factor = frame / masks.shape[-1]
+            return resize_logits_composed(valid, factor, input_size, original_size)
         masks = F.interpolate(
-            self.valid_low_res(masks, input_size),
+            valid,
             scale_factor=factor,
             mode="bilinear",
             align_corners=False,

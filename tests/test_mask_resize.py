@@ -26,7 +26,7 @@ def two_resizes(masks, frame, input_size, original_size):
 )
 def test_composed_map_equals_the_two_resizes(batch, channels, input_size, original_size):
     masks = torch.randn(batch, channels, 256, 256, generator=torch.Generator().manual_seed(0))
-    composed = resize_logits_composed(masks, 1024, input_size, original_size)
+    composed = resize_logits_composed(masks, 4.0, input_size, original_size)
     expected = two_resizes(masks, 1024, input_size, original_size)
     assert composed.shape == expected.shape == (batch, channels, *original_size)
     assert composed.is_contiguous()
@@ -34,7 +34,7 @@ def test_composed_map_equals_the_two_resizes(batch, channels, input_size, origin
 
 
 def test_axis_operator_has_at_most_three_taps_per_row_summing_to_one():
-    operator = axis_operator(256, 1024, 660, 333).to_dense()
+    operator = axis_operator(256, 4.0, 660, 333).to_dense()
     assert operator.shape == (333, 256)
     assert int((operator != 0).sum(1).max()) <= 3
     torch.testing.assert_close(operator.sum(1), torch.ones(333))
