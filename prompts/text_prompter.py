@@ -15,7 +15,9 @@ Pipeline (one CLIP pass over the image, one SAM embedding, both cached by image 
     SAM's predicted IoU: CLIP's margins alone are noisy between sets of similar masks) and its
     three masks are returned ranked by predicted IoU (``verify_sets=k`` first pre-ranks the sets
     by dense features pooled inside their masks and crop-verifies only the best k, trading some
-    robustness for speed on CPU);
+    robustness for speed on CPU); with ``refine_rounds`` > 0 each of SAM's three masks is first
+    fed back to it as the mask prompt with the same points and box, that many times (the rounds
+    without a new point of the paper's interactive training);
 (e) fallback: if no prompt set passes verification, segment everything's object proposals
     (a ``proposal_points`` grid, once per image, the SAM embedding reused; their coverage of
     CLIP's patch grid is kept with them) are ranked by their pooled dense margin and the best
@@ -161,6 +163,7 @@ class TextPrompter:
         iou_weight: float = 0.0,
         proposal_points: int | None = None,
         proposal_sets: int = 3,
+        refine_rounds: int = 0,
     ) -> None:
         if outside not in ("grey", "blur"):
             raise ValueError(f"outside must be 'grey' or 'blur', got {outside!r}")
@@ -168,6 +171,8 @@ class TextPrompter:
             raise ValueError("every template must contain '{}'")
         if not negatives:
             raise ValueError("at least one negative text is needed")
+        if refine_rounds < 0:
+            raise ValueError(f"refine_rounds must be >= 0, got {refine_rounds}")
         self.clip = clip
         self.predictor = predictor
         self.templates = tuple(templates)
@@ -184,6 +189,7 @@ class TextPrompter:
         self.iou_weight = iou_weight
         self.proposal_points = proposal_points
         self.proposal_sets = proposal_sets
+        self.refine_rounds = refine_rounds
         self._proposal_cache = _LRU(cache_entries)
         self._image_cache = _LRU(cache_entries)
         self._text_cache = _LRU(256)
@@ -408,15 +414,35 @@ class TextPrompter:
 
     def _predict(self, prompt_sets: list[PromptSet]) -> list[tuple[np.ndarray, ...]]:
         """SAM on each prompt set -> (masks (3, H, W), ious (3,), low_res (3, h, w))."""
-        return [
-            self.predictor.predict(
+        outputs = []
+        for prompts in prompt_sets:
+            output = self.predictor.predict(
                 point_coords=prompts.point_coords,
                 point_labels=prompts.point_labels,
                 box=prompts.box,
                 multimask_output=True,
             )
-            for prompts in prompt_sets
-        ]
+            outputs.append(self._refine(prompts, output[2]) if self.refine_rounds else output)
+        return outputs
+
+    def _refine(self, prompts: PromptSet, low_res: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Each of the three masks' logits (3, h, w) fed back ``refine_rounds`` times with the
+        same prompts, one decoder call per round for all three -> the outputs of the last."""
+        predictor = self.predictor
+        device, size = predictor.device, predictor.original_size
+        count = len(low_res)
+        coords = labels = boxes = None
+        if prompts.point_coords is not None:
+            xy = predictor.transform.apply_coords(prompts.point_coords, size)
+            coords = torch.as_tensor(xy, dtype=torch.float, device=device).expand(count, -1, -1)
+            labels = torch.as_tensor(prompts.point_labels, device=device).expand(count, -1)
+        if prompts.box is not None:
+            box = predictor.transform.apply_boxes(np.asarray(prompts.box), size)
+            boxes = torch.as_tensor(box, dtype=torch.float, device=device).expand(count, 4)
+        logits = torch.as_tensor(low_res, dtype=torch.float, device=device)[:, None]
+        for _ in range(self.refine_rounds):
+            masks, ious, logits = predictor.predict_torch(coords, labels, boxes, logits, False)
+        return masks[:, 0].cpu().numpy(), ious[:, 0].cpu().numpy(), logits[:, 0].cpu().numpy()
 
     def _candidates(self, image, outputs, target, negatives) -> list[list[TextCandidate]]:
         """SAM outputs -> candidates CLIP-scored on masked crops (one batch for all sets),

@@ -112,11 +112,12 @@ def test_missing_bundle_is_a_clear_error(tmp_path, monkeypatch):
 
 
 # Measured on these 20 held-out scenes (seed 1; 98 present, 40 absent queries) with the bundled
-# weights (5 min on an H200: 4348 steps of 256), the bundled demo SAM (2026-11-28, after its
-# fourth CPU fine-tune), DEMO_TEXT_OPTIONS and the proposal fallback: 0.724, 0.857, 0.80. The
-# issue's targets (>= 0.9 for the first and the last) are NOT met. The asserts guard the measured
-# level minus MARGIN; raise them with better weights.
-MEASURED = {"present_iou70": 0.72, "present_iou30": 0.85, "absent_not_found": 0.8}
+# weights (5 min on an H200: 4348 steps of 256, then 100 min on the 2-core CPU: 6120 steps of 48),
+# the bundled demo SAM (2026-11-28, after its fourth CPU fine-tune), DEMO_TEXT_OPTIONS (two
+# refinement rounds) and the proposal fallback: 0.704, 0.847, 0.825. The targets (>= 0.9
+# for the first and the last) are NOT met. The asserts guard the measured level minus MARGIN;
+# raise them with better weights.
+MEASURED = {"present_iou70": 0.7, "present_iou30": 0.84, "absent_not_found": 0.82}
 MARGIN = 0.1
 
 
@@ -141,14 +142,17 @@ def test_choosing_text_options_replays_segment_exactly():
     clip = load_clip("demo")
     predictor = SamPredictor(load_sam("demo", device="cpu"))
     scenes = list(scene_dataset(HELD_OUT_SEED + 1, 3, SCENE_SIZE))  # validation scenes
+    refine = {"refine_rounds": 1}  # other TextPrompter options pass through to both
     best, table = choose_text_options(
-        clip, predictor, scenes, thresholds=(0.0, 0.15), iou_weights=(0.0, 0.5)
+        clip, predictor, scenes, thresholds=(0.0, 0.15), iou_weights=(0.0, 0.5), **refine
     )
     assert len(table) == 4 and best in [
         {"verify_threshold": r["verify_threshold"], "iou_weight": r["iou_weight"]} for r in table
     ]
     for row in (table[1], table[2]):
         options = {"verify_threshold": row["verify_threshold"], "iou_weight": row["iou_weight"]}
-        figures = evaluate_text_branch(clip, predictor, scenes, proposal_points=None, **options)
+        figures = evaluate_text_branch(
+            clip, predictor, scenes, proposal_points=None, **options, **refine
+        )
         for key in ("present_iou70", "present_iou30", "absent_not_found"):
             assert figures[key] == pytest.approx(row[key]), (key, options)

@@ -283,6 +283,35 @@ def test_verify_sets_limits_masked_crops(clip, predictor):
     assert len(result.candidates) == 3 and result.found
 
 
+@pytest.mark.parametrize("with_box", [False, True])
+def test_refine_rounds_feed_each_mask_back_as_the_mask_prompt(clip, predictor, with_box):
+    image = _scene(3)
+    predictor.set_image(image)
+    box = np.array([20.0, 10.0, 60.0, 50.0]) if with_box else None
+    prompts = PromptSet(np.array([[40.0, 30.0], [5.0, 5.0]]), np.array([1, 0]), box, "peak")
+    first = predictor.predict(prompts.point_coords, prompts.point_labels, box)
+    for rounds in (1, 2):
+        masks, ious, low_res = TextPrompter(clip, predictor, refine_rounds=rounds)._predict(
+            [prompts]
+        )[0]
+        assert masks.shape == first[0].shape and ious.shape == (3,)
+        for i in range(3):  # the batched rounds equal one mask at a time through predict()
+            logits = first[2][i : i + 1]
+            for _ in range(rounds):
+                mask, iou, logits = predictor.predict(
+                    prompts.point_coords, prompts.point_labels, box, logits, False
+                )
+            assert np.array_equal(masks[i], mask[0])
+            assert ious[i] == pytest.approx(float(iou[0]), abs=1e-5)
+            np.testing.assert_allclose(low_res[i], logits[0], atol=1e-4)
+    unrefined = TextPrompter(clip, predictor)._predict([prompts])[0]
+    assert all(np.array_equal(a, b) for a, b in zip(unrefined, first))
+    result = TextPrompter(clip, predictor, refine_rounds=1, **ALWAYS).segment(image, "red")
+    assert result.found and len(result.candidates) == 3
+    with pytest.raises(ValueError, match="refine_rounds"):
+        TextPrompter(clip, predictor, refine_rounds=-1)
+
+
 def test_pooled_margins_shapes():
     dense = torch.nn.functional.normalize(torch.randn(6, 6, 8), dim=-1)
     target = torch.nn.functional.normalize(torch.randn(8), dim=0)

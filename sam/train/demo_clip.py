@@ -471,6 +471,7 @@ def choose_text_options(
     thresholds: tuple[float, ...] = (0.0, 0.05, 0.1, 0.12, 0.15, 0.17, 0.2),
     iou_weights: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0),
     seed: int = 0,
+    **prompter_options,
 ) -> tuple[dict, list[dict]]:
     """TextPrompter's ``verify_threshold`` and ``iou_weight`` that maximise the text issue's two
     figures, named object picked (best mask IoU >= 0.7) plus absent object not found, on
@@ -478,13 +479,17 @@ def choose_text_options(
     gates open, keeps every verified prompt set, and then chooses the set and applies the gates
     exactly as :meth:`TextPrompter.segment` does without its proposal fallback
     (``proposal_points=None``; whether the fallback helps is measured on its own);
-    returns (best options, table)."""
+    ``prompter_options`` go to the TextPrompter (e.g. ``refine_rounds``); returns (best
+    options, table)."""
     prompter = TextPrompter(
         clip,
         predictor,
-        existence_threshold=-np.inf,
-        verify_threshold=-np.inf,
-        proposal_points=None,
+        **{
+            **prompter_options,
+            "existence_threshold": -np.inf,
+            "verify_threshold": -np.inf,
+            "proposal_points": None,
+        },
     )
     rng = np.random.default_rng(seed)
     present, absent = [], []  # (evidence margin, alternatives, {id(candidate): true IoU})
