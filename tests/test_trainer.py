@@ -8,6 +8,7 @@ from sam.checkpoint import load_sam
 from sam.model import build_sam
 from sam.train.data import SceneDataset
 from sam.train.trainer import (
+    EMA_FILE,
     MODEL_FILE,
     TrainConfig,
     Trainer,
@@ -196,6 +197,36 @@ def test_checkpoint_round_trip_and_resume(tmp_path):
     assert fresh.step == 3
 
 
+def test_ema_is_the_moving_average_of_the_weights(tmp_path):
+    torch.manual_seed(0)
+    model = build_sam("vit_test")
+    decay = 0.6
+    trainer = Trainer(model, _config(ema_decay=decay, drop_path=0.0))
+    expected = {k: v.clone() for k, v in model.state_dict().items()}  # starts at the weights
+    for _ in range(3):
+        trainer.train_step(_sample())
+        for name, value in model.state_dict().items():
+            expected[name] = decay * expected[name] + (1 - decay) * value
+    averaged = trainer.ema.state_dict()
+    changed = 0
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(averaged[name], expected[name])
+        changed += not torch.equal(averaged[name], value)
+    assert changed > 0  # the average lags the weights
+    assert all(not p.requires_grad for p in trainer.ema.parameters())
+
+    trainer.save(tmp_path)
+    ema = load_sam(tmp_path / EMA_FILE, device="cpu", precision="fp32")
+    for name, value in averaged.items():
+        torch.testing.assert_close(ema.state_dict()[name], value)
+    fresh = Trainer(build_sam("vit_test"), _config(ema_decay=decay))
+    fresh.resume(tmp_path)
+    for name, value in averaged.items():
+        torch.testing.assert_close(fresh.ema.state_dict()[name], value)
+    with pytest.raises(ValueError, match="ema_decay"):
+        Trainer(build_sam("vit_test"), _config(ema_decay=1.5))
+
+
 @pytest.mark.slow
 def test_demo_script_writes_a_loadable_model(tmp_path):
     from sam.train.demo import main
@@ -216,13 +247,16 @@ def test_demo_script_writes_everything_to_an_output_dir(tmp_path):
     args = ["--minutes", "0.02", "--train-scenes", "4", "--eval-scenes", "1"]
     main(
         [*args, "--device", "cpu", "--images-per-step", "2", "--num-workers", "1"]
-        + ["--output-dir", str(tmp_path / "out")]
+        + ["--output-dir", str(tmp_path / "out"), "--ema-decay", "0.9"]
     )
     out = tmp_path / "out"
     for name in ("sam_demo.safetensors", "results.md", "scenes_held_out.json", "train_log.json"):
         assert (out / name).is_file(), name
     assert (out / "run" / MODEL_FILE).is_file()
-    load_sam(out / "sam_demo.safetensors", device="cpu", precision="fp32")
+    written = load_sam(out / "sam_demo.safetensors", device="cpu", precision="fp32")
+    ema = load_sam(out / "run" / EMA_FILE, device="cpu", precision="fp32")  # the average is written
+    for name, value in ema.state_dict().items():
+        torch.testing.assert_close(written.state_dict()[name], value)
 
 
 def test_points_are_padded_with_not_a_point_labels():

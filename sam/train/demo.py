@@ -109,6 +109,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--init", type=Path, default=None, help="start from this checkpoint (fine-tune)"
     )
+    parser.add_argument(
+        "--ema-decay",
+        type=float,
+        default=0.0,
+        help="keep a moving average of the weights (e.g. 0.999) and write and evaluate it "
+        "instead of the last weights (which stay in run/ with --output-dir); 0: off",
+    )
     return parser.parse_args(argv)
 
 
@@ -146,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         max_seconds=args.minutes * 60,
         log_every=20 if cuda else 100,
         checkpoint_seconds=60.0 if args.output_dir else 0.0,
+        ema_decay=args.ema_decay,
     )
     logging.info(
         "device %s, %d images/step, %d workers, lr %g, %.1f min",
@@ -178,6 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     logging.info("training done: %s", summary)
     output.parent.mkdir(parents=True, exist_ok=True)
+    if trainer.ema is not None:
+        model = trainer.ema
     save_checkpoint(model.eval(), output)
     history_every = max(1, len(history) // 500)
     log = {"summary": summary, "history": history[::history_every]}

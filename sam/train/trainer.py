@@ -6,11 +6,17 @@ calls per mask, each fed the previous call's best low-res logits as a mask promp
 point asks for three masks (min-over-3 loss); every other prompt for one.
 
 A checkpoint folder holds ``model.safetensors`` (loadable with :func:`sam.load_sam`) and
-``train_state.pt`` (optimizer, scheduler, step; read with ``weights_only=True``).
+``train_state.pt`` (optimizer, scheduler, step; read with ``weights_only=True``), and with
+``ema_decay`` set ``model_ema.safetensors``.
+
+Not from the paper: ``ema_decay`` keeps an exponential moving average of the weights (off by
+default), which smooths the noise of small-batch training such as the demo model's one image
+per step on the CPU.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -36,6 +42,7 @@ logger = logging.getLogger(__name__)
 Trainable = Literal["decoder", "decoder+prompt", "all"]
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "train_state.pt"
+EMA_FILE = "model_ema.safetensors"
 
 
 @dataclass
@@ -68,6 +75,8 @@ class TrainConfig:
     checkpoint_seconds: float = 0.0  # also save after this much time since the last save
     max_seconds: float = 0.0  # stop early after this much wall-clock time; 0: no limit
     output_dir: str = "runs/sam"
+    # weights' moving average, updated after every step: ema = d * ema + (1 - d) * weights; 0: off
+    ema_decay: float = 0.0
 
 
 def encoder_layer_id(name: str, depth: int) -> int:
@@ -337,6 +346,11 @@ class Trainer:
         )
         self.step = 0
         self.rng = np.random.default_rng(config.seed)
+        self.ema: Sam | None = None  # the moving average of the weights, with ema_decay
+        if config.ema_decay:
+            if not 0.0 < config.ema_decay < 1.0:
+                raise ValueError(f"ema_decay must lie in (0, 1), got {config.ema_decay}")
+            self.ema = copy.deepcopy(model).eval().requires_grad_(False)
 
     def progress(self, step: int | None = None) -> float:
         """Fraction of the run done: the larger of step / steps and, in a time-limited run,
@@ -363,6 +377,7 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
+        self.update_ema()
         loss_value, miou_value = torch.stack([loss.detach(), miou.float()]).tolist()
         return {
             "loss": loss_value,
@@ -370,6 +385,15 @@ class Trainer:
             "lr": self.scheduler.get_last_lr()[0],
             "masks": len(batch.masks),
         }
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """ema = d * ema + (1 - d) * weights, for every parameter and floating buffer."""
+        if self.ema is None:
+            return
+        averaged = [t for t in self.ema.state_dict().values() if t.is_floating_point()]
+        current = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        torch._foreach_lerp_(averaged, current, 1.0 - self.config.ema_decay)
 
     def fit(self, samples: Iterable[Sample] | Iterable[list[Sample]]) -> list[dict[str, float]]:
         """Train until ``config.steps`` (or ``max_seconds``), cycling through ``samples``: single
@@ -414,6 +438,8 @@ class Trainer:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_checkpoint(self.model, folder / MODEL_FILE)
+        if self.ema is not None:
+            save_checkpoint(self.ema, folder / EMA_FILE)
         state = {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -427,6 +453,8 @@ class Trainer:
         folder = Path(folder)
         state_dict, _ = read_checkpoint(folder / MODEL_FILE)
         self.model.load_state_dict(state_dict)
+        if self.ema is not None:
+            self.ema.load_state_dict(read_checkpoint(folder / EMA_FILE)[0])
         state = torch.load(folder / STATE_FILE, map_location=self.model.device, weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
