@@ -223,6 +223,11 @@ def test_ema_is_the_moving_average_of_the_weights(tmp_path):
     fresh.resume(tmp_path)
     for name, value in averaged.items():
         torch.testing.assert_close(fresh.ema.state_dict()[name], value)
+    fresh.train_step(_sample())  # the resumed average goes on averaging the resumed weights
+    for name, value in fresh.model.state_dict().items():
+        torch.testing.assert_close(
+            fresh.ema.state_dict()[name], decay * averaged[name] + (1 - decay) * value
+        )
     with pytest.raises(ValueError, match="ema_decay"):
         Trainer(build_sam("vit_test"), _config(ema_decay=1.5))
 

@@ -351,6 +351,12 @@ class Trainer:
             if not 0.0 < config.ema_decay < 1.0:
                 raise ValueError(f"ema_decay must lie in (0, 1), got {config.ema_decay}")
             self.ema = copy.deepcopy(model).eval().requires_grad_(False)
+            # aliases of both models' floating tensors (updated in place by the optimizer,
+            # resume and update_ema), collected once rather than every step
+            self._ema_tensors = [
+                [t for t in m.state_dict().values() if t.is_floating_point()]
+                for m in (self.ema, model)
+            ]
 
     def progress(self, step: int | None = None) -> float:
         """Fraction of the run done: the larger of step / steps and, in a time-limited run,
@@ -391,8 +397,7 @@ class Trainer:
         """ema = d * ema + (1 - d) * weights, for every parameter and floating buffer."""
         if self.ema is None:
             return
-        averaged = [t for t in self.ema.state_dict().values() if t.is_floating_point()]
-        current = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        averaged, current = self._ema_tensors
         torch._foreach_lerp_(averaged, current, 1.0 - self.config.ema_decay)
 
     def fit(self, samples: Iterable[Sample] | Iterable[list[Sample]]) -> list[dict[str, float]]:
