@@ -10,8 +10,9 @@ A checkpoint folder holds ``model.safetensors`` (loadable with :func:`sam.load_s
 ``ema_decay`` set ``model_ema.safetensors``.
 
 Not from the paper: ``ema_decay`` keeps an exponential moving average of the weights (off by
-default), which smooths the noise of small-batch training such as the demo model's one image
-per step on the CPU.
+default), meant to smooth the noise of small-batch training such as the demo model's one image
+per step on the CPU; on a 65-minute CPU fine-tune of it (2026-12-02) the average equalled the
+last weights to 0.002 in every figure, since the steps after the lr drop are small.
 """
 
 from __future__ import annotations
