@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -7,11 +9,27 @@ from sam import precision
 from sam.precision import resolve_device, resolve_precision
 
 
-def test_explicit_precisions():
+def test_explicit_precisions(monkeypatch):
     cpu = torch.device("cpu")
-    assert resolve_precision("fp32", cpu) == torch.float32
-    assert resolve_precision("bf16", cpu) == torch.bfloat16
-    assert resolve_precision("fp16", cpu) == torch.float16
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_fp16"}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # native on this (pretended) CPU: no warning
+        assert resolve_precision("fp32", cpu) == torch.float32
+        assert resolve_precision("bf16", cpu) == torch.bfloat16
+        assert resolve_precision("fp16", cpu) == torch.float16
+
+
+def test_emulated_precision_on_cpu_warns(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    with pytest.warns(UserWarning, match="precision 'bf16' on this CPU.*avx512_bf16"):
+        assert resolve_precision("bf16", cpu) == torch.bfloat16
+    with pytest.warns(UserWarning, match="precision 'fp16' on this CPU.*avx512_fp16"):
+        assert resolve_precision("fp16", cpu) == torch.float16
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_precision("fp32", cpu) == torch.float32
+        assert resolve_precision("auto", cpu) == torch.float32  # auto never picks emulation
 
 
 def test_auto_on_cpu_follows_native_bf16(monkeypatch):
