@@ -122,6 +122,26 @@ def decoder_only_ms(predictor, model) -> float:
     return 1000 * timed(decode, 30)
 
 
+def report_fidelity(fast_predictor, ours, image: np.ndarray, label, auto_dtype) -> None:
+    """The reduced-precision encoder against our fp32 path: same weights, same image."""
+    fp32_predictor = SamPredictor(ours)
+    fp32_predictor.set_image(image)
+    fast, exact = fast_predictor.features, fp32_predictor.features
+    rel_error = float((fast - exact).norm() / exact.norm())
+    rng = np.random.default_rng(0)
+    ious, agreement = [], []
+    for xy in rng.uniform(0, 512, size=(20, 2)):
+        a, _, _ = fast_predictor.predict(xy[None], label)
+        b, _, _ = fp32_predictor.predict(xy[None], label)
+        union = np.logical_or(a, b).sum()
+        ious.append(np.logical_and(a, b).sum() / union if union else 1.0)
+        agreement.append((a == b).mean())
+    print(f"\nfidelity of '{auto_dtype}' vs fp32 (20 random points, 3 masks each)")
+    print(f"  embedding relative error (L2)  {rel_error:.4f}")
+    print(f"  thresholded mask IoU           mean {np.mean(ious):.4f}, min {np.min(ious):.4f}")
+    print(f"  pixel agreement                mean {np.mean(agreement):.5f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vit_b")
@@ -197,22 +217,10 @@ def main() -> None:
         )
 
     # Fidelity of the fast path: same weights, same image, fp32 vs auto.
-    fp32_predictor = SamPredictor(ours)
-    fp32_predictor.set_image(image)
-    fast, exact = predictors["ours"].features, fp32_predictor.features
-    rel_error = float((fast - exact).norm() / exact.norm())
-    rng = np.random.default_rng(0)
-    ious, agreement = [], []
-    for xy in rng.uniform(0, 512, size=(20, 2)):
-        a, _, _ = predictors["ours"].predict(xy[None], label)
-        b, _, _ = fp32_predictor.predict(xy[None], label)
-        union = np.logical_or(a, b).sum()
-        ious.append(np.logical_and(a, b).sum() / union if union else 1.0)
-        agreement.append((a == b).mean())
-    print(f"\nfidelity of '{auto_dtype}' vs fp32 (20 random points, 3 masks each)")
-    print(f"  embedding relative error (L2)  {rel_error:.4f}")
-    print(f"  thresholded mask IoU           mean {np.mean(ious):.4f}, min {np.min(ious):.4f}")
-    print(f"  pixel agreement                mean {np.mean(agreement):.5f}")
+    if auto_dtype == torch.float32:
+        print("\nprecision 'auto' is fp32 here: no reduced-precision path to check")
+    else:
+        report_fidelity(predictors["ours"], ours, image, label, auto_dtype)
 
     if device.type == "cuda":
         gpu_peak_memory_mb(

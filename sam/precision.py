@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -63,8 +65,18 @@ def warn_if_emulated(dtype: torch.dtype, device: torch.device) -> None:
         f"precision {name!r} on this CPU, which has no {name} instructions "
         f"({' or '.join(sorted(NATIVE_CPU_FLAGS[dtype]))}): torch emulates it, many times "
         "slower than fp32; precision 'auto' picks fp32 here",
-        stacklevel=3,
+        stacklevel=_first_frame_outside_package(),
     )
+
+
+def _first_frame_outside_package() -> int:
+    """The ``stacklevel`` of the nearest caller outside ``sam/``, so that a warning points at
+    the user's line (``load_sam(...)``), not at ours."""
+    package = str(Path(__file__).parent)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:

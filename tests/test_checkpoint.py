@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sam import CheckpointError, build_sam, load_sam, save_checkpoint
+from sam import CheckpointError, build_sam, load_sam, precision, save_checkpoint
 from sam.checkpoint import infer_config, read_checkpoint
 from sam.hf_layout import original_to_hf, to_transformers_config
 from sam.random_weights import randomize_weights
@@ -133,9 +133,13 @@ def test_infer_config_of_released_sizes():
         assert infer_config(shapes) == model.config
 
 
-def test_precision_applies_to_the_encoder_only(tiny_sam, tmp_path):
+def test_precision_applies_to_the_encoder_only(tiny_sam, tmp_path, monkeypatch):
     path = save_checkpoint(tiny_sam, tmp_path / "ours.safetensors")
-    model = load_sam(path, device="cpu", precision="bf16")
+    # on a CPU without bf16 instructions the request is honoured, with a warning
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
+    with pytest.warns(UserWarning, match="precision 'bf16' on this CPU") as warned:
+        model = load_sam(path, device="cpu", precision="bf16")
+    assert warned[0].filename == __file__  # points at the caller's line
     assert model.image_encoder.patch_embed.proj.weight.dtype == torch.bfloat16
     assert model.mask_decoder.iou_token.weight.dtype == torch.float32
     assert model.prompt_encoder.no_mask_embed.weight.dtype == torch.float32
