@@ -50,8 +50,8 @@ def needs_grad(*tensors: torch.Tensor) -> bool:
 
 
 def _onednn_linear_works(dtype: torch.dtype) -> bool:
-    """Whether the fused op runs in ``dtype`` here: in bf16 oneDNN needs AVX512 (on an AVX2-only
-    AMD EPYC it raises "could not create a primitive descriptor", seen 2026-12-02)."""
+    """Whether the fused op runs in ``dtype`` here: on an AVX2-only AMD EPYC it raised "could not
+    create a primitive descriptor" in bf16 (2026-12-02), while it ran on AVX512-BF16 CPUs."""
     if not torch.backends.mkldnn.is_available():
         return False
     try:
