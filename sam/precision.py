@@ -45,24 +45,25 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(flags.split())
 
 
+def cpu_has_native(dtype: torch.dtype) -> bool:
+    """True when the CPU has instructions for ``dtype``'s arithmetic (see NATIVE_CPU_FLAGS)."""
+    return bool(cpu_flags() & NATIVE_CPU_FLAGS.get(dtype, set()))
+
+
 def cpu_has_native_bf16() -> bool:
     """True when the CPU has bf16 dot-product instructions (AVX512-BF16 or AMX)."""
-    return bool(cpu_flags() & NATIVE_CPU_FLAGS[torch.bfloat16])
+    return cpu_has_native(torch.bfloat16)
 
 
-def warn_if_emulated(dtype: torch.dtype, device: torch.device) -> None:
-    """Warn when ``dtype`` was asked for on a CPU that has no instructions for it: torch then
-    emulates it, far slower than fp32 (vit_b's encoder on a 2-core AVX2 EPYC, 2026-12-02: 368 s
-    in bf16, 14 s in fp32)."""
-    if (
-        device.type != "cpu"
-        or dtype not in NATIVE_CPU_FLAGS
-        or cpu_flags() & NATIVE_CPU_FLAGS[dtype]
-    ):
+def warn_if_emulated(precision: str, device: torch.device) -> None:
+    """Warn when ``precision`` ("bf16", "fp16") was asked for on a CPU that has no instructions
+    for it: torch then emulates it, far slower than fp32 (vit_b's encoder on a 2-core AVX2 EPYC,
+    2026-12-02: 368 s in bf16, 14 s in fp32)."""
+    dtype = PRECISIONS[precision]
+    if device.type != "cpu" or dtype not in NATIVE_CPU_FLAGS or cpu_has_native(dtype):
         return
-    name = next(key for key, value in PRECISIONS.items() if value == dtype)
     warnings.warn(
-        f"precision {name!r} on this CPU, which has no {name} instructions "
+        f"precision {precision!r} on this CPU, which has no {precision} instructions "
         f"({' or '.join(sorted(NATIVE_CPU_FLAGS[dtype]))}): torch emulates it, many times "
         "slower than fp32; precision 'auto' picks fp32 here",
         stacklevel=_first_frame_outside_package(),
@@ -86,7 +87,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     AMX), fp16 on other CUDA GPUs, fp32 elsewhere.
     """
     if precision in PRECISIONS:
-        warn_if_emulated(PRECISIONS[precision], device)
+        warn_if_emulated(precision, device)
         return PRECISIONS[precision]
     if precision != "auto":
         raise ValueError(
