@@ -27,11 +27,11 @@ from PIL import Image
 from prompts.annotations import coco_json_bytes, masks_zip_bytes, sa1b_files
 from prompts.brush import editor_mask
 from prompts.everything import EverythingSettings, settings_for
-from prompts.images import open_image
 from prompts.render import iou_caption
 from prompts.session import ClickMode, Session
 from prompts.text_models import ClipLoader, TextModel, TextModels, clip_kind, load_text_model
 from sam import CheckpointError, EmbeddingCache, Sam, SamPredictor, build_sam, load_sam
+from sam.io.images import read_image
 
 log = logging.getLogger("sam.app")
 
@@ -258,7 +258,7 @@ class Handlers:
             if session is not None:
                 session.forget_image()
             return (*session_views(session), None)
-        image = open_image(path)
+        image = read_image(path)
         progress(0.1, desc="Loading the model")
         session = session or self.new_session(model_name)
         progress(0.4, desc="Encoding the image")
@@ -409,7 +409,7 @@ class Handlers:
         circle"), combined with the points and box. A text that is not found gives no masks."""
         try:
             session = self.new_session(self.default_model)
-            session.set_image(open_image(image))
+            session.set_image(read_image(image))
             session.predict(
                 optional_array(points, np.float32),
                 optional_array(labels, np.int32),
@@ -433,7 +433,7 @@ class Handlers:
 
 def tolerate_unreadable(component: gr.Image) -> gr.Image:
     """Let ``component`` hand the uploaded file's path to the handler even when Gradio cannot
-    read it, so corrupt files and decompression bombs reach :func:`prompts.images.open_image`
+    read it, so corrupt files and decompression bombs reach :func:`sam.io.images.read_image`
     (and a warning) instead of failing inside Gradio's preprocessing. Use it on a
     ``gr.Image(type="filepath", image_mode=None)``, which passes readable files on undecoded.
     (Wrapping the instance, not subclassing: Gradio writes a .pyi stub beside any module that

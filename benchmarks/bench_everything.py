@@ -22,9 +22,9 @@ from pycocotools import mask as mask_utils
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sam import build_sam
-from sam.automatic import AutomaticMaskGenerator
-from sam.precision import resolve_precision
-from sam.random_weights import randomize_weights
+from sam.automatic.generator import AutomaticMaskGenerator
+from sam.weights.precision import resolve_precision
+from sam.weights.random_weights import randomize_weights
 from tests.reference import build_reference_sam
 
 

@@ -21,8 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sam import SamPredictor, build_sam
-from sam.precision import resolve_precision
-from sam.random_weights import randomize_weights
+from sam.weights.precision import resolve_precision
+from sam.weights.random_weights import randomize_weights
 from tests.reference import build_reference_sam, build_transformers_sam
 
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from prompts.clip_model import ClipModel
 from prompts.text_prompter import TextPrompter
 from sam import SamPredictor, build_sam
-from sam.random_weights import randomize_weights
+from sam.weights.random_weights import randomize_weights
 
 TEXTS = ["red circle", "blue square", "green triangle", "yellow star", "a dog", "a cup"]
 

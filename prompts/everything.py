@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from sam import SamPredictor
-from sam.automatic import AutomaticMaskGenerator
+from sam.automatic.generator import AutomaticMaskGenerator
 
 Record = dict[str, Any]  # one AutomaticMaskGenerator record with a "coco_rle" segmentation
 

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from .clicks import FOREGROUND, PromptState
+from prompts.clicks import FOREGROUND, PromptState
 
 FOREGROUND_COLOUR = (40, 200, 60)
 BACKGROUND_COLOUR = (230, 40, 40)

@@ -11,16 +11,15 @@ from typing import Literal
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from prompts.annotations import AnnotatedImage, Annotation
+from prompts.brush import mask_box, mask_to_mask_input
+from prompts.clicks import BACKGROUND, FOREGROUND, PromptState
+from prompts.everything import EverythingSettings, Record, confident, segment_everything
+from prompts.render import candidate_views, colour_masks, draw_prompts, overlay_mask
+from prompts.text_models import TextModel
+from prompts.text_prompter import TextPrompter
 from sam import Candidate, SamPredictor
-from sam.amg import rle_to_mask
-
-from .annotations import AnnotatedImage, Annotation
-from .brush import mask_box, mask_to_mask_input
-from .clicks import BACKGROUND, FOREGROUND, PromptState
-from .everything import EverythingSettings, Record, confident, segment_everything
-from .render import candidate_views, colour_masks, draw_prompts, overlay_mask
-from .text_models import TextModel
-from .text_prompter import TextPrompter
+from sam.io.masks import rle_to_mask
 
 ClickMode = Literal["foreground", "background", "box"]
 MAX_ANNOTATIONS = 200

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .clip_model import (
+from prompts.clip_model import (
     DEFAULT_MODEL,
     DEFAULT_PRETRAINED,
     DEMO_CLIP_CHECKPOINT,

@@ -38,9 +38,10 @@ from PIL import Image, ImageFilter
 from scipy import ndimage
 
 from prompts.clip_model import MAX_TEXT_CHARS, ClipModel
-from sam.embedding_cache import content_key
+from sam.cache import content_key
+from sam.io.images import as_rgb_uint8
 from sam.tasks.proposals import generate_proposals
-from sam.validation import as_rgb_uint8, check_boxes, check_points
+from sam.validation import check_boxes, check_points
 
 TEMPLATES: tuple[str, ...] = (
     "a photo of a {}.",

@@ -1,10 +1,10 @@
 """Segment Anything (Kirillov et al., 2023): the model, Meta's checkpoints and a predictor."""
 
-from .checkpoint import CheckpointError, load_sam, save_checkpoint
-from .config import MODEL_CONFIGS, SamConfig
-from .embedding_cache import EmbeddingCache
-from .model import Sam, build_sam
-from .predictor import Candidate, ImageNotSetError, SamPredictor
+from sam.cache import EmbeddingCache
+from sam.modeling.config import MODEL_CONFIGS, SamConfig
+from sam.modeling.sam import Sam, build_sam
+from sam.predictor import Candidate, ImageNotSetError, SamPredictor
+from sam.weights.checkpoint import CheckpointError, load_sam, save_checkpoint
 
 __all__ = [
     "MODEL_CONFIGS",
@@ -25,7 +25,7 @@ __all__ = [
 def __getattr__(name: str):
     # Imported on first use: the generator needs pycocotools, the model and predictor do not.
     if name == "AutomaticMaskGenerator":
-        from .automatic import AutomaticMaskGenerator
+        from sam.automatic.generator import AutomaticMaskGenerator
 
         return AutomaticMaskGenerator
     raise AttributeError(f"module 'sam' has no attribute {name!r}")

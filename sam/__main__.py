@@ -1,5 +1,5 @@
 """``python -m sam``: see :mod:`sam.cli`."""
 
-from .cli import main
+from sam.cli import main
 
 raise SystemExit(main())

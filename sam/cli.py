@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+from sam.io.images import IMAGE_SUFFIXES, read_image
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -63,25 +64,6 @@ def find_images(inputs: Iterable[str]) -> list[Path]:
     return unique
 
 
-def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, rotated as its EXIF says; ValueError with a plain reason if not."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if path.stat().st_size == 0:
-        raise ValueError("the file is empty")
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            array = np.asarray(image.convert("RGB"))
-    except UnidentifiedImageError as error:
-        raise ValueError("not an image file PIL can read (corrupt or unsupported)") from error
-    except OSError as error:
-        raise ValueError(f"the image could not be decoded ({error})") from error
-    if min(array.shape[:2]) < 2:
-        raise ValueError(f"the image is too small ({array.shape[1]}x{array.shape[0]} pixels)")
-    return array
-
-
 # -- commands ----------------------------------------------------------------------------------
 
 
@@ -116,7 +98,7 @@ def run_over_images(
 
 
 def load_model(args: argparse.Namespace):
-    from .checkpoint import CheckpointError, load_sam
+    from sam.weights.checkpoint import CheckpointError, load_sam
 
     try:
         return load_sam(args.model, device=args.device, precision=args.precision)
@@ -125,7 +107,7 @@ def load_model(args: argparse.Namespace):
 
 
 def write_extras(args: argparse.Namespace, image: np.ndarray, records: list, json_path: Path):
-    from .formats import save_mask_pngs, save_overlay
+    from sam.io.export import save_mask_pngs, save_overlay
 
     if args.save_masks:
         save_mask_pngs(records, json_path.with_suffix(""))
@@ -135,8 +117,8 @@ def write_extras(args: argparse.Namespace, image: np.ndarray, records: list, jso
 
 def everything(args: argparse.Namespace) -> int:
     """Automatic mask generation: one SA-1B style JSON per image."""
-    from .automatic import PRESETS, AutomaticMaskGenerator
-    from .formats import to_sa1b, write_json
+    from sam.automatic.generator import PRESETS, AutomaticMaskGenerator
+    from sam.io.export import to_sa1b, write_json
 
     settings = dict(PRESETS[args.preset]) if args.preset != "default" else {}
     for name in GENERATOR_OPTIONS:
@@ -160,8 +142,8 @@ def segment(args: argparse.Namespace) -> int:
     """Prompted segmentation: the best mask for the given points, box and/or text, per image."""
     import torch
 
-    from .formats import to_sa1b, write_json
-    from .predictor import SamPredictor
+    from sam.io.export import to_sa1b, write_json
+    from sam.predictor import SamPredictor
 
     points, labels = parse_points(args.points)
     box = parse_box(args.box)
@@ -216,7 +198,7 @@ def edges(args: argparse.Namespace) -> int:
     """Zero-shot edge detection: OUT/NAME_edges.png per image (0..255 edge strength)."""
     from PIL import Image
 
-    from .tasks.edges import detect_edges
+    from sam.tasks.edges import detect_edges
 
     model = load_model(args)
 
@@ -231,8 +213,8 @@ def edges(args: argparse.Namespace) -> int:
 
 def proposals(args: argparse.Namespace) -> int:
     """Zero-shot object proposals: OUT/NAME.json per image, COCO results ranked by score."""
-    from .formats import to_coco_results, write_json
-    from .tasks.proposals import generate_proposals
+    from sam.io.export import to_coco_results, write_json
+    from sam.tasks.proposals import generate_proposals
 
     model = load_model(args)
     position = {p: i for i, p in enumerate(args.images)}
@@ -249,8 +231,8 @@ def proposals(args: argparse.Namespace) -> int:
 
 def instances(args: argparse.Namespace) -> int:
     """Zero-shot instances from detector boxes: OUT/NAME.json per image, COCO results."""
-    from .formats import write_json
-    from .tasks.instances import segment_boxes
+    from sam.io.export import write_json
+    from sam.tasks.instances import segment_boxes
 
     detections = read_detections(Path(args.detections), args.images, args.coco_images)
     model = load_model(args)
@@ -312,10 +294,10 @@ def read_detections(
 def evaluate(args: argparse.Namespace) -> int:
     """The paper's mIoU protocol on a dataset; prints the table, writes OUT/results.md and
     OUT/<dataset>.json."""
-    from .evaluate import evaluate as evaluate_dataset
-    from .evaluate import write_report
-    from .predictor import SamPredictor
-    from .train.data import CocoDataset, SA1BDataset, SceneDataset
+    from sam.evaluate import evaluate as evaluate_dataset
+    from sam.evaluate import write_report
+    from sam.predictor import SamPredictor
+    from sam.train.data import CocoDataset, SA1BDataset, SceneDataset
 
     if args.sa1b:
         samples, name = SA1BDataset(args.sa1b), Path(args.sa1b).name
@@ -341,7 +323,8 @@ def mask_record(logits: np.ndarray, score: float, points: np.ndarray | None) -> 
     """A prompted mask's (H, W) logits in the automatic generator's record layout."""
     import torch
 
-    from .amg import batched_mask_to_box, box_xyxy_to_xywh, calculate_stability_score
+    from sam.automatic.mask_ops import calculate_stability_score
+    from sam.io.masks import batched_mask_to_box, box_xyxy_to_xywh
 
     logits_torch = torch.as_tensor(logits)
     mask = logits_torch > 0.0

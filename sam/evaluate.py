@@ -21,8 +21,8 @@ from typing import Protocol
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from .train.data import Sample
-from .train.simulation import mask_box, next_point, sample_point
+from sam.train.data import Sample
+from sam.train.simulation import mask_box, next_point, sample_point
 
 
 class Predictor(Protocol):

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .decoding import ImageDecoding
-from .embedding_cache import CachedEmbedding, EmbeddingCache, content_key
-from .mask_decoder import MaskDecoder
-from .model import Sam
-from .transforms import ResizeLongestSide
-from .validation import as_rgb_uint8, check_boxes, check_mask_input, check_points
+from sam.cache import CachedEmbedding, EmbeddingCache, content_key
+from sam.fast.shared_decoding import ImageDecoding
+from sam.io.images import as_rgb_uint8
+from sam.modeling.mask_decoder import MaskDecoder
+from sam.modeling.sam import Sam
+from sam.modeling.transforms import ResizeLongestSide
+from sam.validation import check_boxes, check_mask_input, check_points
 
 
 class ImageNotSetError(RuntimeError, ValueError):

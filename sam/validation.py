@@ -80,20 +80,3 @@ def check_mask_input(
     else:
         _check_shape("mask_input", array, (batch, 1, *size), f"({batch}, 1, {size[0]}, {size[1]})")
     _check_finite("mask_input", array)
-
-
-def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8 -> (H, W, 3) uint8; alpha is dropped."""
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 (0..255), got dtype {image.dtype}")
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise ValueError(f"image must have shape (H, W), (H, W, 3) or (H, W, 4), got {image.shape}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"image is empty: shape {image.shape}")
-    if image.shape[2] == 1:
-        return np.repeat(image, 3, axis=2)
-    return image[:, :, :3]

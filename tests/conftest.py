@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sam import build_sam
-from sam.random_weights import randomize_weights
+from sam.weights.random_weights import randomize_weights
 
 
 @pytest.fixture(autouse=True)

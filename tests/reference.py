@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from sam import build_sam
-from sam.config import SamConfig
-from sam.hf_layout import original_to_hf, to_transformers_config
+from sam.modeling.config import SamConfig
+from sam.weights.transformers_keys import original_to_hf, to_transformers_config
 
 
 def build_reference_sam(config: SamConfig, state_dict: dict[str, torch.Tensor]):

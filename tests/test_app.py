@@ -22,9 +22,9 @@ import app
 from prompts import text_models
 from prompts.clip_model import ClipLoadError, create_random_clip
 from prompts.everything import EverythingSettings
-from prompts.images import MAX_IMAGE_PIXELS, open_image
 from prompts.text_models import TextModel
 from sam import CheckpointError, build_sam, save_checkpoint
+from sam.io.images import MAX_IMAGE_PIXELS, read_image
 
 # Keep every mask segment everything finds, and call all of them confident (random weights).
 KEEP_ALL = EverythingSettings(
@@ -287,7 +287,7 @@ def test_decompression_bombs_are_refused(tmp_path):
     Image.new("1", (8000, 8000)).save(bomb)  # tiny file, 64 megapixels
     assert MAX_IMAGE_PIXELS < 8000 * 8000
     with pytest.raises(ValueError, match="image refused"):
-        open_image(bomb)
+        read_image(bomb)
 
 
 def test_clearing_the_image(handlers, image_file):
@@ -569,7 +569,7 @@ def test_prefill_adds_confident_masks_once_and_exports_them(handlers, image_file
 
 
 def test_prefill_respects_the_annotation_cap(handlers, image_file):
-    from sam.amg import coco_encode_rle, masks_to_rle
+    from sam.io.masks import coco_encode_rle, masks_to_rle
 
     session = upload(handlers, image_file)
     session.everything_settings = KEEP_ALL
@@ -602,11 +602,11 @@ def saved(tmp_path, name: str, image: Image.Image, **options) -> str:
 
 def test_sixteen_bit_and_float_images_are_scaled_not_clipped(tmp_path):
     ramp = np.linspace(0, 65535, 48 * 64).reshape(48, 64).astype(np.uint16)
-    grey = open_image(saved(tmp_path, "deep.png", Image.fromarray(ramp)))
+    grey = read_image(saved(tmp_path, "deep.png", Image.fromarray(ramp)))
     assert grey.shape == (48, 64, 3) and grey.dtype == np.uint8
     np.testing.assert_allclose(grey[..., 0], ramp / 257, atol=1)
     unit = np.linspace(0, 1, 48 * 64, dtype=np.float32).reshape(48, 64)
-    floats = open_image(saved(tmp_path, "float.tiff", Image.fromarray(unit, mode="F")))
+    floats = read_image(saved(tmp_path, "float.tiff", Image.fromarray(unit, mode="F")))
     np.testing.assert_allclose(floats[..., 0], unit * 255, atol=1)
 
 
@@ -619,20 +619,20 @@ def test_cmyk_grayscale_palette_and_alpha_images_become_rgb(tmp_path):
         "one_bit.png": Image.new("1", (30, 20)),
     }
     for name, image in cases.items():
-        pixels = open_image(saved(tmp_path, name, image))
+        pixels = read_image(saved(tmp_path, name, image))
         assert pixels.shape == (20, 30, 3) and pixels.dtype == np.uint8, name
-    assert tuple(open_image(tmp_path / "cmyk.jpg")[0, 0]) == pytest.approx((255, 0, 0), abs=3)
-    assert tuple(open_image(tmp_path / "grey.png")[0, 0]) == (77, 77, 77)
+    assert tuple(read_image(tmp_path / "cmyk.jpg")[0, 0]) == pytest.approx((255, 0, 0), abs=3)
+    assert tuple(read_image(tmp_path / "grey.png")[0, 0]) == (77, 77, 77)
 
 
 def test_exif_rotation_and_animations(tmp_path):
     upright = Image.new("RGB", (30, 20), (0, 255, 0))
     exif = upright.getexif()
     exif[0x0112] = 6  # rotated 90 degrees
-    assert open_image(saved(tmp_path, "rotated.jpg", upright, exif=exif)).shape == (30, 20, 3)
+    assert read_image(saved(tmp_path, "rotated.jpg", upright, exif=exif)).shape == (30, 20, 3)
     frames = [Image.new("RGB", (30, 20), c) for c in ((255, 0, 0), (0, 0, 255))]
     path = saved(tmp_path, "animated.gif", frames[0], save_all=True, append_images=frames[1:])
-    first = open_image(path)
+    first = read_image(path)
     assert first.shape == (20, 30, 3) and tuple(first[0, 0]) == (255, 0, 0)
 
 

@@ -22,8 +22,9 @@ from skimage import data
 from torch import nn
 
 from sam import SamPredictor, build_sam
-from sam.amg import calculate_stability_score, remove_small_regions, rle_to_mask
-from sam.automatic import LOW_RES_STABILITY_MARGIN, PRESETS, AutomaticMaskGenerator
+from sam.automatic.generator import LOW_RES_STABILITY_MARGIN, PRESETS, AutomaticMaskGenerator
+from sam.automatic.mask_ops import calculate_stability_score, remove_small_regions
+from sam.io.masks import rle_to_mask
 from tests.reference import build_reference_sam
 
 RELAXED = {

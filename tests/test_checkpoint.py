@@ -10,10 +10,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sam import CheckpointError, build_sam, load_sam, precision, save_checkpoint
-from sam.checkpoint import infer_config, read_checkpoint
-from sam.hf_layout import original_to_hf, to_transformers_config
-from sam.random_weights import randomize_weights
+from sam import CheckpointError, build_sam, load_sam, save_checkpoint
+from sam.weights import precision
+from sam.weights.checkpoint import infer_config, read_checkpoint
+from sam.weights.random_weights import randomize_weights
+from sam.weights.transformers_keys import original_to_hf, to_transformers_config
 
 
 def _same_weights(model, state_dict) -> bool:
@@ -76,7 +77,7 @@ def test_unreachable_hub_fails_after_the_first_file(tmp_path, monkeypatch):
     """No network: one file's retries, not every file's (huggingface_hub retries each)."""
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    import sam.checkpoint as checkpoint
+    import sam.weights.checkpoint as checkpoint
 
     asked = []
 

@@ -64,9 +64,13 @@ def test_everything_round_trip_and_rerun(checkpoint, images, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("corrupt.jpg", b"\xff\xd8 definitely not a jpeg", "not an image file"),
+        (
+            "corrupt.jpg",
+            b"\xff\xd8 definitely not a jpeg",
+            "could not read 'corrupt.jpg' as an image",
+        ),
         ("empty.png", b"", "the file is empty"),
-        ("dot.png", None, "the image is too small (1x1"),
+        ("dot.png", None, "1x1 is too small"),
     ],
 )
 def test_bad_image_is_reported_and_skipped(

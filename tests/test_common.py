@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from sam import common
-from sam.common import MLPBlock
+from sam.modeling import common
+from sam.modeling.common import MLPBlock
 
 
 def plain_mlp(block: MLPBlock, x: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from segment_anything.modeling import image_encoder as reference
 
-from sam import image_encoder
-from sam.image_encoder import rel_pos_attention, window_partition, window_unpartition
+from sam.modeling import image_encoder
+from sam.modeling.image_encoder import rel_pos_attention, window_partition, window_unpartition
 
 
 def _reference_attention(q, k, v, rel_pos_h, rel_pos_w, size):

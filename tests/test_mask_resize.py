@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sam.mask_resize import axis_operator, composed_is_faster, resize_logits_composed
+from sam.fast.mask_resize import axis_operator, composed_is_faster, resize_logits_composed
 
 
 def two_resizes(masks, frame, input_size, original_size):

@@ -5,8 +5,8 @@ import warnings
 import pytest
 import torch
 
-from sam import precision
-from sam.precision import resolve_device, resolve_precision
+from sam.weights import precision
+from sam.weights.precision import resolve_device, resolve_precision
 
 
 def test_explicit_precisions(monkeypatch):

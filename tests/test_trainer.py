@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam.checkpoint import load_sam
-from sam.model import build_sam
+from sam.modeling.sam import build_sam
 from sam.train.data import SceneDataset
 from sam.train.trainer import (
     EMA_FILE,
@@ -17,6 +16,7 @@ from sam.train.trainer import (
     parameter_groups,
     simulate,
 )
+from sam.weights.checkpoint import load_sam
 
 
 def _sample():

@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torchvision.ops import batched_nms
 
-from ..amg import batch_iterator, batched_logits_to_box, build_point_grid
-from ..model import Sam
-from ..predictor import SamPredictor
+from sam.automatic.mask_ops import batch_iterator, build_point_grid
+from sam.io.masks import batched_logits_to_box
+from sam.modeling.sam import Sam
+from sam.predictor import SamPredictor
 
 SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 

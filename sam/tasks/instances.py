@@ -8,15 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..amg import (
-    batch_iterator,
-    batched_mask_to_box,
-    box_xyxy_to_xywh,
-    coco_encode_rle,
-    masks_to_rle,
-)
-from ..model import Sam
-from ..predictor import SamPredictor
+from sam.automatic.mask_ops import batch_iterator
+from sam.io.masks import batched_mask_to_box, box_xyxy_to_xywh, coco_encode_rle, masks_to_rle
+from sam.modeling.sam import Sam
+from sam.predictor import SamPredictor
 
 
 @torch.no_grad()

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ..automatic import AutomaticMaskGenerator
-from ..model import Sam
+from sam.automatic.generator import AutomaticMaskGenerator
+from sam.modeling.sam import Sam
 
 PROPOSAL_SETTINGS: dict[str, Any] = {
     "points_per_side": 64,

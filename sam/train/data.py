@@ -18,13 +18,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from .scenes import generate_scene, scene_dataset, whole_masks
+from sam.io.images import IMAGE_SUFFIXES, read_image
+from sam.train.scenes import generate_scene, scene_dataset, whole_masks
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass
@@ -36,12 +34,11 @@ class Sample:
     source: str = ""
 
 
-def read_image(path: Path) -> np.ndarray | None:
+def _read_or_skip(path: Path) -> np.ndarray | None:
     """(H, W, 3) uint8 RGB, or None (with a warning) if the file is missing or unreadable."""
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError) as error:
+        return read_image(path)
+    except ValueError as error:
         logger.warning("skipping image %s: %s", path, error)
         return None
 
@@ -132,7 +129,7 @@ class SA1BDataset:
             logger.warning("skipping annotation file %s: %s", annotation_path, error)
             return None
         image_path = self._image_path(annotation_path, info)
-        image = read_image(image_path)
+        image = _read_or_skip(image_path)
         if image is None:
             return None
         height, width = image.shape[:2]
@@ -178,7 +175,7 @@ class CocoDataset:
     def load(self, info: dict) -> Sample | None:
         """The sample of one COCO image record, or None (warned) if unusable."""
         image_path = self.image_dir / info["file_name"]
-        image = read_image(image_path)
+        image = _read_or_skip(image_path)
         if image is None:
             return None
         height, width = image.shape[:2]

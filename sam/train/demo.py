@@ -22,13 +22,13 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import DEMO_CHECKPOINT, load_sam, save_checkpoint
-from ..config import SamConfig
-from ..evaluate import evaluate, write_report
-from ..model import build_sam
-from ..predictor import SamPredictor
-from .data import SceneDataset, scene_loader
-from .trainer import TrainConfig, Trainer
+from sam.evaluate import evaluate, write_report
+from sam.modeling.config import SamConfig
+from sam.modeling.sam import build_sam
+from sam.predictor import SamPredictor
+from sam.train.data import SceneDataset, scene_loader
+from sam.train.trainer import TrainConfig, Trainer
+from sam.weights.checkpoint import DEMO_CHECKPOINT, load_sam, save_checkpoint
 
 # About 0.73M parameters: 128 px input, 8 px patches (a 16 x 16 embedding), 4 encoder blocks.
 DEMO_CONFIG = SamConfig(

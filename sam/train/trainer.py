@@ -31,12 +31,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ..checkpoint import read_checkpoint, save_checkpoint
-from ..model import Sam
-from ..transforms import ResizeLongestSide
-from .data import Sample
-from .losses import resize_targets, sam_loss
-from .simulation import BOX_NOISE_FRACTION, BOX_NOISE_MAX, simulation_schedule
+from sam.modeling.sam import Sam
+from sam.modeling.transforms import ResizeLongestSide
+from sam.train.data import Sample
+from sam.train.losses import resize_targets, sam_loss
+from sam.train.simulation import BOX_NOISE_FRACTION, BOX_NOISE_MAX, simulation_schedule
+from sam.weights.checkpoint import read_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 from safetensors.torch import load_file, save_file
 
-from .config import MODEL_CONFIGS, SamConfig
-from .hf_layout import hf_to_original, is_hf_layout
-from .model import Sam, build_sam
-from .precision import resolve_device, resolve_precision
+from sam.modeling.config import MODEL_CONFIGS, SamConfig
+from sam.modeling.sam import Sam, build_sam
+from sam.weights.precision import resolve_device, resolve_precision
+from sam.weights.transformers_keys import hf_to_original, is_hf_layout
 
 HUB_REPOS = {
     "vit_b": "facebook/sam-vit-base",

@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from sam import build_sam
-from sam.hf_layout import hf_to_original, is_hf_layout, original_to_hf, to_transformers_config
+from sam.weights.transformers_keys import (
+    hf_to_original,
+    is_hf_layout,
+    original_to_hf,
+    to_transformers_config,
+)
 
 
 @pytest.mark.parametrize("name", ["vit_test", "vit_b"])

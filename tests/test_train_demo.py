@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sam.checkpoint import load_sam
 from sam.evaluate import evaluate
 from sam.predictor import SamPredictor
 from sam.train.data import SceneDataset
 from sam.train.demo import HELD_OUT_SEED
+from sam.weights.checkpoint import load_sam
 
 # README's table (50 held-out scenes, 247 masks); the run is deterministic, the margin only
 # absorbs float differences between machines

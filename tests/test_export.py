@@ -10,8 +10,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from sam import formats
-from sam.amg import coco_encode_rle, mask_to_uncompressed_rle
+from sam.io import export as formats
+from sam.io.masks import coco_encode_rle, mask_to_uncompressed_rle
 
 HEIGHT, WIDTH = 30, 40
 

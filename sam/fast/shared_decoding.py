@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .mask_decoder import MaskDecoder
-from .transformer import Attention
+from sam.modeling.mask_decoder import MaskDecoder
+from sam.modeling.transformer import Attention
 
 # embedding rows upscaled at a time: 16 rows of 64 tokens make 1 MB tensors, which stay in cache
 ROWS_PER_BAND = 16

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sam import build_sam
-from sam.random_weights import randomize_weights
+from sam.weights.random_weights import randomize_weights
 from tests.reference import build_reference_sam, build_transformers_sam
 
 ATOL = 1e-4

@@ -11,7 +11,7 @@ from open_clip import ClipLoss
 import prompts.clip_model as clip_model
 from prompts.clip_model import DEMO_MODEL_NAME, load_clip
 from prompts.text_models import DEMO_TEXT_OPTIONS
-from sam.train.demo_clip import (
+from prompts.train_clip import (
     CAPTIONS,
     HELD_OUT_SEED,
     KIND_CROP,

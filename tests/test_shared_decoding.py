@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sam import build_sam, decoding
-from sam.decoding import ImageDecoding
-from sam.random_weights import randomize_weights
+from sam import build_sam
+from sam.fast import shared_decoding as decoding
+from sam.fast.shared_decoding import ImageDecoding
+from sam.weights.random_weights import randomize_weights
 
 
 def _prompts(model, batch: int, kind: str, seed: int = 0):

@@ -1,4 +1,4 @@
-"""sam.amg helpers against segment_anything.utils.amg, plus the RLE and small-region helpers."""
+"""sam.automatic.mask_ops against segment_anything.utils.amg, plus the small-region helper."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from segment_anything.utils import amg as reference
 
-from sam import amg
+from sam.automatic import mask_ops as amg
 
 
 def _random_masks(n: int = 6, h: int = 23, w: int = 31, seed: int = 0) -> torch.Tensor:
@@ -35,18 +35,7 @@ def test_crop_boxes_match_reference(size, n_layers):
     assert ours == reference.generate_crop_boxes(size, n_layers, 512 / 1500)
 
 
-def test_boxes_and_stability_match_reference():
-    masks = _random_masks()
-    assert torch.equal(amg.batched_mask_to_box(masks), reference.batched_mask_to_box(masks))
-    stacked = masks.reshape(2, 3, *masks.shape[1:])
-    assert torch.equal(amg.batched_mask_to_box(stacked), reference.batched_mask_to_box(stacked))
-    assert amg.batched_mask_to_box(masks[:0]).shape == (0, 4)
-    logits = torch.randn(5, 40, 30, generator=torch.Generator().manual_seed(1))
-    for threshold in (0.5, 2.5, 10.0):
-        assert torch.equal(
-            amg.batched_logits_to_box(logits, threshold),
-            reference.batched_mask_to_box(logits > threshold),
-        )
+def test_stability_matches_reference():
     logits = torch.randn(5, 40, 30, generator=torch.Generator().manual_seed(0)) * 3
     torch.testing.assert_close(
         amg.calculate_stability_score(logits, 0.0, 1.0),
@@ -68,21 +57,6 @@ def test_crop_geometry_matches_reference():
     assert torch.equal(
         amg.uncrop_masks(masks, crop, 300, 200), reference.uncrop_masks(masks, crop, 300, 200)
     )
-    box = torch.tensor([3, 4, 10, 20])
-    assert amg.box_xyxy_to_xywh(box).tolist() == [3, 4, 7, 16]
-    assert amg.box_xyxy_to_xywh(box.numpy()).tolist() == [3, 4, 7, 16]
-
-
-def test_rle_round_trips_and_matches_reference():
-    masks = _random_masks()
-    reference_rles = reference.mask_to_rle_pytorch(masks)
-    for mask, compressed, uncompressed in zip(masks, amg.masks_to_rle(masks), reference_rles):
-        assert amg.mask_to_uncompressed_rle(mask.numpy()) == uncompressed
-        assert amg.coco_encode_rle(compressed) == reference.coco_encode_rle(uncompressed)
-        for rle in (compressed, uncompressed, amg.coco_encode_rle(compressed)):
-            np.testing.assert_array_equal(amg.rle_to_mask(rle), mask.numpy())
-            assert amg.area_from_rle(rle) == reference.area_from_rle(uncompressed)
-    assert amg.masks_to_rle(masks[:0]) == []
 
 
 def test_mask_data_filters_and_concatenates_every_column():

@@ -1,7 +1,6 @@
-"""Helpers for automatic ("everything") mask generation: point grids, crops, scores, boxes, RLE.
-
-Same semantics as ``segment_anything.utils.amg``; RLE goes through pycocotools, NMS through
-torchvision and connected components through scipy, rather than hand-written versions.
+"""The automatic mask generator's operations: point grids, crops, stability scores, small
+regions. Same semantics as ``segment_anything.utils.amg``; boxes and RLE live in
+:mod:`sam.io.masks`, NMS is torchvision's and connected components are scipy's.
 """
 
 from __future__ import annotations
@@ -13,10 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 from scipy import ndimage
-
-Rle = dict[str, Any]  # {"size": [h, w], "counts": bytes | str | list[int]}
 
 
 class MaskData:
@@ -164,7 +160,7 @@ def is_box_near_crop_edge(
     return torch.any(near_crop_edge & ~near_image_edge, dim=1)
 
 
-# -- scores and boxes --------------------------------------------------------------------------
+# -- scores --------------------------------------------------------------------------
 
 
 def calculate_stability_score(
@@ -180,91 +176,6 @@ def calculate_stability_score(
 def _area(masks: torch.Tensor) -> torch.Tensor:
     # Summing rows in int16 first is several times faster than one int64 sum (rows < 32768).
     return masks.sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
-
-
-def batched_mask_to_box(masks: torch.Tensor) -> torch.Tensor:
-    """(..., H, W) bool -> (..., 4) XYXY boxes with inclusive max; [0, 0, 0, 0] if empty."""
-    return _box_from_projections(masks.any(dim=-1), masks.any(dim=-2))
-
-
-def batched_logits_to_box(mask_logits: torch.Tensor, mask_threshold: float) -> torch.Tensor:
-    """The boxes of ``mask_logits > mask_threshold`` without building the masks."""
-    rows = mask_logits.amax(dim=-1) > mask_threshold
-    cols = mask_logits.amax(dim=-2) > mask_threshold
-    return _box_from_projections(rows, cols)
-
-
-def _box_from_projections(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """(..., H) and (..., W): whether each row / column holds any of the mask -> (..., 4)."""
-    h, w = rows.shape[-1], cols.shape[-1]
-    row_index = torch.arange(h, device=rows.device)
-    col_index = torch.arange(w, device=cols.device)
-    top = torch.where(rows, row_index, h).amin(-1, keepdim=True)
-    bottom = torch.where(rows, row_index, -1).amax(-1, keepdim=True)
-    left = torch.where(cols, col_index, w).amin(-1, keepdim=True)
-    right = torch.where(cols, col_index, -1).amax(-1, keepdim=True)
-    boxes = torch.cat([left, top, right, bottom], dim=-1).long()
-    return boxes * rows.any(-1, keepdim=True)
-
-
-def box_xyxy_to_xywh(box: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-    """(..., 4) XYXY -> XYWH."""
-    xywh = box.clone() if isinstance(box, torch.Tensor) else np.array(box, copy=True)
-    xywh[..., 2:] = xywh[..., 2:] - xywh[..., :2]
-    return xywh
-
-
-# -- run-length encoding (COCO layout: column-major, counts start with zeros) ------------------
-
-
-def masks_to_rle(masks: torch.Tensor | np.ndarray) -> list[Rle]:
-    """(B, H, W) bool -> COCO compressed RLEs (``counts`` as bytes, pycocotools' own form)."""
-    if isinstance(masks, torch.Tensor):
-        masks = masks.detach().cpu().numpy()
-    if len(masks) == 0:
-        return []
-    return mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-
-
-def rle_to_mask(rle: Rle) -> np.ndarray:
-    """Any COCO RLE (compressed, JSON-ready or uncompressed) -> (H, W) bool."""
-    return mask_utils.decode(to_compressed_rle(rle)).astype(bool)
-
-
-def to_compressed_rle(rle: Rle) -> Rle:
-    """Uncompressed (list counts) or JSON (str counts) RLE -> pycocotools' form (bytes)."""
-    h, w = rle["size"]
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        return mask_utils.frPyObjects(rle, h, w)
-    if isinstance(counts, str):
-        return {"size": [h, w], "counts": counts.encode("utf-8")}
-    return rle
-
-
-def coco_encode_rle(rle: Rle) -> Rle:
-    """Any RLE -> COCO RLE with ``counts`` as a str, ready for JSON."""
-    compressed = to_compressed_rle(rle)
-    return {"size": list(compressed["size"]), "counts": compressed["counts"].decode("utf-8")}
-
-
-def mask_to_uncompressed_rle(mask: np.ndarray) -> Rle:
-    """(H, W) bool -> {"size": [H, W], "counts": [int, ...]}, column-major, zeros first."""
-    h, w = mask.shape
-    flat = np.asarray(mask, dtype=bool).ravel(order="F")
-    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    boundaries = np.concatenate([[0], changes, [flat.size]])
-    counts = np.diff(boundaries).tolist()
-    if flat.size and flat[0]:
-        counts = [0, *counts]
-    return {"size": [h, w], "counts": counts}
-
-
-def area_from_rle(rle: Rle) -> int:
-    """Foreground pixel count of any RLE."""
-    if isinstance(rle["counts"], list):
-        return int(sum(rle["counts"][1::2]))
-    return int(mask_utils.area(to_compressed_rle(rle)))
 
 
 # -- post-processing ---------------------------------------------------------------------------

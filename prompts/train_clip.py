@@ -60,8 +60,7 @@ from prompts.text_prompter import (
     masked_crop,
     passing_prompt_set,
 )
-
-from .scenes import Scene, all_captions, generate_scene, scene_dataset, whole_masks
+from sam.train.scenes import Scene, all_captions, generate_scene, scene_dataset, whole_masks
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import re
 
 import torch
 
-from .config import SamConfig
+from sam.modeling.config import SamConfig
 
 StateDict = dict[str, torch.Tensor]
 

@@ -18,30 +18,32 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms, box_area
 
-from .amg import (
+from sam.automatic.mask_ops import (
     MaskData,
-    area_from_rle,
     batch_iterator,
-    batched_logits_to_box,
-    batched_mask_to_box,
-    box_xyxy_to_xywh,
     build_all_layer_point_grids,
     calculate_stability_score,
-    coco_encode_rle,
     generate_crop_boxes,
     is_box_near_crop_edge,
-    mask_to_uncompressed_rle,
-    masks_to_rle,
     remove_small_regions,
-    rle_to_mask,
     uncrop_boxes_xyxy,
     uncrop_masks,
     uncrop_points,
 )
-from .embedding_cache import EmbeddingCache
-from .model import Sam
-from .predictor import SamPredictor
-from .validation import as_rgb_uint8
+from sam.cache import EmbeddingCache
+from sam.io.images import as_rgb_uint8
+from sam.io.masks import (
+    area_from_rle,
+    batched_logits_to_box,
+    batched_mask_to_box,
+    box_xyxy_to_xywh,
+    coco_encode_rle,
+    mask_to_uncompressed_rle,
+    masks_to_rle,
+    rle_to_mask,
+)
+from sam.modeling.sam import Sam
+from sam.predictor import SamPredictor
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 

@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sam.fast.mask_resize import composed_is_faster, resize_logits_composed
+
 from .config import MODEL_CONFIGS, SamConfig
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
-from .mask_resize import composed_is_faster, resize_logits_composed
 from .prompt_encoder import PromptEncoder
 from .transformer import TwoWayTransformer
 

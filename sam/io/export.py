@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .amg import coco_encode_rle, masks_to_rle, rle_to_mask
+from sam.io.masks import coco_encode_rle, masks_to_rle, rle_to_mask
 
 Record = dict[str, Any]
 
