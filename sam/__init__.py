@@ -1,10 +1,16 @@
-"""Segment Anything (Kirillov et al., 2023): the model, Meta's checkpoints and a predictor."""
+"""Segment Anything (Kirillov et al., 2023): the model, Meta's checkpoints and a predictor.
+
+Layers, imports pointing down only: :mod:`sam.modeling` (the plain model), :mod:`sam.fast`
+(speed-ups behind :func:`optimize`), :mod:`sam.weights` and :mod:`sam.io`, then the pipelines
+(predictor, cache, automatic, tasks, evaluate, train, cli). See docs/architecture.md.
+"""
 
 from sam.cache import EmbeddingCache
+from sam.fast import optimize
 from sam.modeling.config import MODEL_CONFIGS, SamConfig
 from sam.modeling.sam import Sam, build_sam
 from sam.predictor import Candidate, ImageNotSetError, SamPredictor
-from sam.weights.checkpoint import CheckpointError, load_sam, save_checkpoint
+from sam.weights.checkpoint import CheckpointError, load_sam, sam_model_registry, save_checkpoint
 
 __all__ = [
     "MODEL_CONFIGS",
@@ -14,17 +20,20 @@ __all__ = [
     "EmbeddingCache",
     "ImageNotSetError",
     "Sam",
+    "SamAutomaticMaskGenerator",
     "SamConfig",
     "SamPredictor",
     "build_sam",
     "load_sam",
+    "optimize",
+    "sam_model_registry",
     "save_checkpoint",
 ]
 
 
 def __getattr__(name: str):
     # Imported on first use: the generator needs pycocotools, the model and predictor do not.
-    if name == "AutomaticMaskGenerator":
+    if name in ("AutomaticMaskGenerator", "SamAutomaticMaskGenerator"):
         from sam.automatic.generator import AutomaticMaskGenerator
 
         return AutomaticMaskGenerator

@@ -12,9 +12,8 @@ import numpy as np
 import torch
 
 from sam.cache import CachedEmbedding, EmbeddingCache, content_key
-from sam.fast.shared_decoding import ImageDecoding
+from sam.fast.shared_decoding import ImageDecoding, SharingMaskDecoder
 from sam.io.images import as_rgb_uint8
-from sam.modeling.mask_decoder import MaskDecoder
 from sam.modeling.sam import Sam
 from sam.modeling.transforms import ResizeLongestSide
 from sam.validation import check_boxes, check_mask_input, check_points
@@ -213,15 +212,15 @@ class SamPredictor:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt embeddings (B, T, C) and (B, C, h, w) -> low-res logits (B, 3 or 1, 4h, 4w)
         and predicted IoU (B, 3 or 1) on the current image, ``chunk`` prompts at a time (all at
-        once by default). Without a mask prompt the image-side work is shared between prompts
-        (:mod:`sam.decoding`); with one, or with a stand-in mask decoder, the decoder runs as is.
+        once by default). Without a mask prompt, and with the decoder of an optimized model
+        (:func:`sam.fast.optimize`), the image-side work is shared between prompts
+        (:mod:`sam.fast.shared_decoding`); otherwise the decoder runs as is.
         """
         self._require_image()
         outputs = slice(1, None) if multimask_output else slice(0, 1)
-        shared = isinstance(self.model.mask_decoder, MaskDecoder) and not mask_prompt
+        shared = isinstance(self.model.mask_decoder, SharingMaskDecoder) and not mask_prompt
         if shared and self._decoding is None:
-            self._decoding = ImageDecoding(
-                self.model.mask_decoder,
+            self._decoding = self.model.mask_decoder.image_decoding(
                 self.features,
                 self.model.prompt_encoder.get_dense_pe(),
                 self.model.prompt_encoder.get_no_mask_dense(),

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sam import build_sam
+from sam import build_sam, optimize
 from sam.weights.random_weights import randomize_weights
 
 
@@ -20,7 +20,14 @@ def torch_threads(request):
 
 @pytest.fixture(scope="session")
 def tiny_sam():
-    """The test-sized model with every weight random (float32, CPU)."""
+    """The test-sized model with every weight random (float32, CPU), optimized as
+    :func:`sam.load_sam` returns models."""
+    return optimize(randomize_weights(build_sam("vit_test"), seed=0))
+
+
+@pytest.fixture(scope="session")
+def plain_tiny_sam():
+    """The same model and weights as ``tiny_sam``, plain (Meta's code as written)."""
     return randomize_weights(build_sam("vit_test"), seed=0)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sam import build_sam
+from sam import build_sam, optimize
 from sam.weights.random_weights import randomize_weights
 from tests.reference import build_reference_sam, build_transformers_sam
 
@@ -100,17 +100,24 @@ def _check_against_transformers(model, hf_model):
             torch.testing.assert_close(ours_iou, hf_out.iou_scores[:, 0], atol=ATOL, rtol=0)
 
 
-def test_tiny_model_matches_reference(tiny_sam, reference_tiny_sam):
-    _check_against_reference(tiny_sam, reference_tiny_sam)
+@pytest.fixture(params=["plain", "optimized"])
+def either_tiny_sam(request, plain_tiny_sam, tiny_sam):
+    return plain_tiny_sam if request.param == "plain" else tiny_sam
 
 
-def test_tiny_model_matches_transformers(tiny_sam):
-    hf_model = build_transformers_sam(tiny_sam.config, tiny_sam.state_dict())
-    _check_against_transformers(tiny_sam, hf_model)
+def test_tiny_model_matches_reference(either_tiny_sam, reference_tiny_sam):
+    _check_against_reference(either_tiny_sam, reference_tiny_sam)
 
 
-def test_reference_forward_interface(tiny_sam, reference_tiny_sam):
+def test_tiny_model_matches_transformers(either_tiny_sam):
+    model = either_tiny_sam
+    hf_model = build_transformers_sam(model.config, model.state_dict())
+    _check_against_transformers(model, hf_model)
+
+
+def test_reference_forward_interface(either_tiny_sam, reference_tiny_sam):
     """Sam.forward takes the reference's batched records and returns the same outputs."""
+    tiny_sam = either_tiny_sam
     config = tiny_sam.config
     points, labels, boxes, _ = _prompts(config, batch=2)
     image = torch.rand(3, config.image_size, config.image_size // 2) * 255
@@ -140,13 +147,13 @@ def test_reference_forward_interface(tiny_sam, reference_tiny_sam):
         ((5, 128), (4, 99)),
     ],
 )
-def test_postprocess_masks_equals_upscaling_the_padding_too(
-    tiny_sam, reference_tiny_sam, input_size, original_size
+def test_postprocess_masks_matches_reference(
+    either_tiny_sam, reference_tiny_sam, input_size, original_size
 ):
-    # ours upscales only the low-res rows and columns that cover the image
-    side = tiny_sam.prompt_encoder.mask_input_size[0]
+    # the optimized model upscales only the low-res rows and columns that cover the image
+    side = either_tiny_sam.prompt_encoder.mask_input_size[0]
     low_res = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(0))
-    ours = tiny_sam.postprocess_masks(low_res, input_size, original_size)
+    ours = either_tiny_sam.postprocess_masks(low_res, input_size, original_size)
     theirs = reference_tiny_sam.postprocess_masks(low_res, input_size, original_size)
     assert ours.shape == theirs.shape == (2, 3, *original_size)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
@@ -161,5 +168,10 @@ def test_build_sam_rejects_unknown_name():
 def test_vit_b_matches_reference_and_transformers():
     model = randomize_weights(build_sam("vit_b"), seed=5)
     state_dict = model.state_dict()
-    _check_against_reference(model, build_reference_sam(model.config, state_dict))
-    _check_against_transformers(model, build_transformers_sam(model.config, state_dict))
+    reference = build_reference_sam(model.config, state_dict)
+    hf_model = build_transformers_sam(model.config, state_dict)
+    _check_against_reference(model, reference)  # the plain model
+    _check_against_transformers(model, hf_model)
+    optimize(model)
+    _check_against_reference(model, reference)
+    _check_against_transformers(model, hf_model)

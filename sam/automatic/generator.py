@@ -31,6 +31,7 @@ from sam.automatic.mask_ops import (
     uncrop_points,
 )
 from sam.cache import EmbeddingCache
+from sam.fast.mask_resize import valid_low_res
 from sam.io.images import as_rgb_uint8
 from sam.io.masks import (
     area_from_rle,
@@ -237,9 +238,8 @@ class AutomaticMaskGenerator:
             data.filter(data["iou_preds"] > self.pred_iou_thresh)
         threshold = self.predictor.model.mask_threshold
         if self.stability_score_thresh > 0.0:
-            valid = self.predictor.model.valid_low_res(
-                data["low_res_logits"], self.predictor.input_size
-            )
+            side = self.predictor.model.image_encoder.img_size
+            valid = valid_low_res(data["low_res_logits"], self.predictor.input_size, side)
             rough = calculate_stability_score(valid, threshold, self.stability_score_offset)
             data.filter(rough >= self.stability_score_thresh - LOW_RES_STABILITY_MARGIN)
 

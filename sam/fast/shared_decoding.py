@@ -16,11 +16,8 @@ GELUs act per pixel, forms full-size tensors (after its first projection, a band
 time, so that they stay in cache). :meth:`ImageDecoding.predict_masks` returns what
 ``MaskDecoder.predict_masks`` returns, equal up to float rounding (tested).
 
-Against the previous version, which formed X explicitly after block 0 (vit_b, 2 CPU cores,
-2026-11-28, one interleaved run, median ms per prompt): alone 23.6 -> 19.2; in batches of 2,
-22.2 -> 16.2; of 4, 28.4 -> 15.2. Dropping each head's last attention row (the weights sum to
-one, see :meth:`_Tokens.image_to_token`) cut the rank R from 114 to 98 (one interleaved run,
-same day): alone 23.7 -> 22.3, in batches of 4, 19.0 -> 17.4.
+:class:`SharingMaskDecoder` is the seam: the predictor decodes prompts without a mask prompt
+through :meth:`SharingMaskDecoder.image_decoding`, the rest through the plain forward pass.
 """
 
 from __future__ import annotations
@@ -343,3 +340,14 @@ class ImageDecoding:
                 band = hyper_in @ upscaled.view(batch, -1, c2).transpose(1, 2)  # (B, K, pixels)
                 masks[:, :, top : top + rows, :, a2] = band.view(batch, -1, rows, 2, 4 * w)
         return masks.view(batch, -1, 4 * h, 4 * w)
+
+
+class SharingMaskDecoder(MaskDecoder):
+    """:class:`MaskDecoder` with the same parameters that can also share the image-side work
+    between the prompts of one image (:class:`ImageDecoding`)."""
+
+    def image_decoding(
+        self, image_embedding: torch.Tensor, image_pe: torch.Tensor, dense: torch.Tensor
+    ) -> ImageDecoding:
+        """``image_embedding`` (1, C, h, w) prepared for prompts without a mask prompt."""
+        return ImageDecoding(self, image_embedding, image_pe, dense)

@@ -1,8 +1,9 @@
 """The image encoder: an MAE-pretrained ViT with windowed attention and a conv neck.
 
 Parameter names follow Meta's released checkpoints (``image_encoder.*``) so their state dict loads
-with ``strict=True``. Attention applies the decomposed relative-position bias to a chunk of
-queries at a time (see :func:`rel_pos_attention`).
+with ``strict=True``. Attention is the reference's: the full score matrix plus MViTv2's
+decomposed relative-position bias (:func:`add_decomposed_rel_pos`); :mod:`sam.fast.attention`
+computes the same a chunk of queries at a time.
 """
 
 from __future__ import annotations
@@ -11,11 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LayerNorm2d, MLPBlock, needs_grad
-
-# Query rows per attention chunk: 128 measured fastest on a 2-core AVX512 CPU in fp32 and bf16
-# (2026-11-28; 256 was 10-20% slower once keys and values stopped being copied per chunk).
-QUERY_CHUNK = 128
+from .common import LayerNorm2d, MLPBlock
 
 
 class ImageEncoderViT(nn.Module):
@@ -150,84 +147,16 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, height, width, _ = x.shape
         tokens = height * width
-        # (3, B, heads, tokens, head_dim)
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        q, k, v = qkv.reshape(3, batch * self.num_heads, tokens, -1).unbind(0)  # (B * heads, HW, d)
+        attn = (q * self.scale) @ k.transpose(-2, -1)  # (B * heads, H * W, H * W)
         if self.use_rel_pos:
-            out = rel_pos_attention(q, k, v, self.rel_pos_h, self.rel_pos_w, (height, width))
-        else:
-            out = F.scaled_dot_product_attention(q, k, v)
-        out = out.transpose(1, 2).reshape(batch, height, width, -1)
-        return self.proj(out)
-
-
-def rel_pos_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    rel_pos_h: torch.Tensor,
-    rel_pos_w: torch.Tensor,
-    size: tuple[int, int],
-    fused: bool | None = None,
-) -> torch.Tensor:
-    """Self-attention over an (H, W) grid with MViTv2's decomposed relative-position bias.
-
-    q, k, v: (B, heads, H*W, head_dim) -> (B, heads, H*W, head_dim).
-
-    The bias between query (qh, qw) and key (kh, kw) is ``rel_h[q, kh] + rel_w[q, kw]``, built
-    for ``QUERY_CHUNK`` query rows at a time so the full (heads, H*W, H*W) bias never exists.
-    ``fused`` (default: on CUDA) passes it as the mask of ``scaled_dot_product_attention``;
-    otherwise it is the input of the scores' ``baddbmm``, which measured faster on CPU.
-    """
-    batch, heads, tokens, dim = q.shape
-    height, width = size
-    fused = q.is_cuda if fused is None else fused
-    table_h = get_rel_pos(height, height, rel_pos_h).to(q.dtype)  # (H, H, head_dim)
-    table_w = get_rel_pos(width, width, rel_pos_w).to(q.dtype)  # (W, W, head_dim)
-    grid_q = q.reshape(batch, heads, height, width, dim)
-    rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, table_h).reshape(batch, heads, tokens, height)
-    rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, table_w).reshape(batch, heads, tokens, width)
-    if fused:
-        outs = []
-        for start in range(0, tokens, QUERY_CHUNK):
-            rows = slice(start, start + QUERY_CHUNK)
-            bias = rel_h[:, :, rows, :, None] + rel_w[:, :, rows, None, :]  # (B, heads, rows, H, W)
-            bias = bias.view(batch, heads, -1, tokens)
-            outs.append(F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=bias))
-        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
-
-    scaled_q = (q * dim**-0.5).flatten(0, 1)
-    # laid out once as the chunks' matrix products read them (else each chunk copies them)
-    key_t, v = k.transpose(-2, -1).contiguous().flatten(0, 1), v.contiguous().flatten(0, 1)
-    # Scores and probabilities live in two buffers reused by every chunk: fresh tensors of this
-    # size (12-25 MB for vit_b's global blocks) are page-faulted in anew each time. Bitwise the
-    # same results; one global attention alone 0.79 -> 0.54 s in fp32; the whole vit_b encoder,
-    # three interleaved runs (2 cores, 2026-11-28): fp32 7.07-7.33 -> 6.81-6.95 s, bf16 the same
-    # within noise (3.46-3.85 s).
-    chunk = min(QUERY_CHUNK, tokens)
-    # out= arguments have no autograd: training takes fresh tensors
-    reuse = not needs_grad(q, k, v, rel_pos_h, rel_pos_w)
-    if reuse:
-        scores_buffer = q.new_empty(batch * heads * chunk * tokens)
-        probs_buffer = torch.empty_like(scores_buffer)
-    outs = []
-    for start in range(0, tokens, chunk):
-        rows = min(chunk, tokens - start)
-        rel = slice(start, start + rows)
-        bias_h, bias_w = rel_h[:, :, rel, :, None], rel_w[:, :, rel, None, :]
-        # the bias enters the scores' matrix product (beta = 1) instead of two passes after it
-        if reuse:
-            size = batch * heads * rows * tokens
-            scores = scores_buffer[:size].view(batch, heads, rows, height, width)
-            torch.add(bias_h, bias_w, out=scores)
-            scores = scores.view(batch * heads, rows, tokens).baddbmm_(scaled_q[:, rel], key_t)
-            probs = torch.softmax(scores, dim=-1, out=probs_buffer[:size].view_as(scores))
-        else:
-            bias = (bias_h + bias_w).view(batch * heads, rows, tokens)
-            probs = torch.baddbmm(bias, scaled_q[:, rel], key_t).softmax(dim=-1)
-        outs.append(probs @ v)
-    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
-    return out.view(batch, heads, tokens, dim)
+            size = (height, width)
+            attn = add_decomposed_rel_pos(attn, q, self.rel_pos_h, self.rel_pos_w, size, size)
+        attn = attn.softmax(dim=-1)
+        x = (attn @ v).view(batch, self.num_heads, height, width, -1)
+        x = x.permute(0, 2, 3, 1, 4).reshape(batch, height, width, -1)
+        return self.proj(x)
 
 
 def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
@@ -244,6 +173,29 @@ def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor
     k_coords = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size, 1.0)
     relative_coords = (q_coords - k_coords) + (k_size - 1) * max(q_size / k_size, 1.0)
     return rel_pos[relative_coords.long()]
+
+
+def add_decomposed_rel_pos(
+    attn: torch.Tensor,
+    q: torch.Tensor,
+    rel_pos_h: torch.Tensor,
+    rel_pos_w: torch.Tensor,
+    q_size: tuple[int, int],
+    k_size: tuple[int, int],
+) -> torch.Tensor:
+    """MViTv2's decomposed relative-position bias added to the scores ``attn`` (B, q_h * q_w,
+    k_h * k_w) of queries ``q`` (B, q_h * q_w, C): the bias between query (qh, qw) and key
+    (kh, kw) is ``q . R_h[qh - kh] + q . R_w[qw - kw]``."""
+    q_h, q_w = q_size
+    k_h, k_w = k_size
+    table_h = get_rel_pos(q_h, k_h, rel_pos_h)  # (q_h, k_h, C)
+    table_w = get_rel_pos(q_w, k_w, rel_pos_w)  # (q_w, k_w, C)
+    batch, _, dim = q.shape
+    grid_q = q.reshape(batch, q_h, q_w, dim)
+    rel_h = torch.einsum("bhwc,hkc->bhwk", grid_q, table_h)
+    rel_w = torch.einsum("bhwc,wkc->bhwk", grid_q, table_w)
+    attn = attn.view(batch, q_h, q_w, k_h, k_w) + rel_h[..., :, None] + rel_w[..., None, :]
+    return attn.view(batch, q_h * q_w, k_h * k_w)
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, tuple[int, int]]:

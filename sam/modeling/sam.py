@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -10,8 +9,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from sam.fast.mask_resize import composed_is_faster, resize_logits_composed
 
 from .config import MODEL_CONFIGS, SamConfig
 from .image_encoder import ImageEncoderViT
@@ -107,33 +104,13 @@ class Sam(nn.Module):
         input_size: tuple[int, ...],
         original_size: tuple[int, ...],
     ) -> torch.Tensor:
-        """Low-res logits (B, C, 4H, 4W) -> logits (B, C, *original_size): upscale, crop the
-        padding, resize to the original image. The reference's result, without upscaling the
-        padding first, and in one composed step for images well below the frame
-        (:mod:`sam.mask_resize`)."""
-        factor = self.image_encoder.img_size / masks.shape[-1]
-        input_size = (int(input_size[0]), int(input_size[1]))
+        """Low-res logits (B, C, 4H, 4W) -> logits (B, C, *original_size): upscale to the
+        encoder's frame, crop the padding, resize to the original image."""
+        side = self.image_encoder.img_size
+        masks = F.interpolate(masks, (side, side), mode="bilinear", align_corners=False)
+        masks = masks[..., : int(input_size[0]), : int(input_size[1])]
         original_size = (int(original_size[0]), int(original_size[1]))
-        valid = self.valid_low_res(masks, input_size)
-        if composed_is_faster(masks, input_size, original_size):
-            return resize_logits_composed(valid, factor, input_size, original_size)
-        masks = F.interpolate(
-            valid,
-            scale_factor=factor,
-            mode="bilinear",
-            align_corners=False,
-        )
-        masks = masks[..., : input_size[0], : input_size[1]]
-        return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
-
-    def valid_low_res(self, masks: torch.Tensor, input_size: tuple[int, ...]) -> torch.Tensor:
-        """Low-res logits (..., 4H, 4W) -> the rows and columns that cover the resized image
-        rather than its padding, plus the one row and column that bilinear upscaling still reads
-        at the image's edge (a view)."""
-        scale = masks.shape[-1] / self.image_encoder.img_size
-        rows = min(math.ceil(input_size[0] * scale) + 1, masks.shape[-2])
-        cols = min(math.ceil(input_size[1] * scale) + 1, masks.shape[-1])
-        return masks[..., :rows, :cols]
+        return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """(3, h, w) pixels in 0..255 -> normalised and zero-padded to (3, S, S)."""

@@ -16,6 +16,7 @@ from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 from safetensors.torch import load_file, save_file
 
+from sam.fast import optimize
 from sam.modeling.config import MODEL_CONFIGS, SamConfig
 from sam.modeling.sam import Sam, build_sam
 from sam.weights.precision import resolve_device, resolve_precision
@@ -26,9 +27,7 @@ HUB_REPOS = {
     "vit_l": "facebook/sam-vit-large",
     "vit_h": "facebook/sam-vit-huge",
 }
-DEMO_CHECKPOINT = (
-    Path(__file__).resolve().parent.parent / "assets" / "demo" / "sam_demo.safetensors"
-)
+DEMO_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "demo" / "sam_demo.safetensors"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 # Files looked for, in order, in a Hub repo or a folder.
 HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -46,13 +45,16 @@ def load_sam(
     device: str | torch.device | None = None,
     precision: str = "auto",
     cache_dir: str | os.PathLike | None = None,
+    fast: bool = True,
 ) -> Sam:
     """Load SAM weights into our model, ready for inference.
 
     name_or_path: "vit_b" | "vit_l" | "vit_h" (Meta's weights from the Hub), "demo" (the
     bundled demo model), a local ``.safetensors``/``.pth`` file or folder in either layout, or a
     Hub repo id holding one. ``precision`` applies to the image encoder (see
-    :func:`sam.precision.resolve_precision`); the prompt encoder and decoder stay float32.
+    :func:`sam.weights.precision.resolve_precision`); the prompt encoder and decoder stay
+    float32. ``fast`` swaps in the faster equal modules of :func:`sam.fast.optimize`; without it
+    the model is the plain one, Meta's code as written.
     """
     target_device = resolve_device(device)
     encoder_dtype = resolve_precision(precision, target_device)
@@ -64,6 +66,8 @@ def load_sam(
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
         raise CheckpointError(f"checkpoint {path} does not fit the model: {error}") from error
+    if fast:
+        optimize(model)
     return model.to(target_device).set_encoder_dtype(encoder_dtype).eval()
 
 
@@ -278,3 +282,20 @@ def infer_config(state_dict: StateDict, hints: dict | None = None) -> SamConfig:
             if dataclasses.replace(inferred, decoder_num_heads=known.decoder_num_heads) == known:
                 return known
     return inferred
+
+
+def _registry_builder(name: str):
+    def build(checkpoint: str | os.PathLike | None = None) -> Sam:
+        """Meta's ``sam_model_registry[name](checkpoint=...)``: the plain model with random
+        weights, or, given a checkpoint, the loaded one on the CPU in fp32."""
+        if checkpoint is None:
+            return build_sam(name)
+        return load_sam(checkpoint, device="cpu", precision="fp32")
+
+    return build
+
+
+# Meta's loading idiom, ``sam_model_registry["vit_b"](checkpoint="sam_vit_b_01ec64.pth")``
+sam_model_registry = {name: _registry_builder(name) for name in ("vit_h", "vit_l", "vit_b")} | {
+    "default": _registry_builder("vit_h")
+}

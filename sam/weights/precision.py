@@ -73,7 +73,7 @@ def warn_if_emulated(precision: str, device: torch.device) -> None:
 def _first_frame_outside_package() -> int:
     """The ``stacklevel`` of the nearest caller outside ``sam/``, so that a warning points at
     the user's line (``load_sam(...)``), not at ours."""
-    package = str(Path(__file__).parent)
+    package = str(Path(__file__).parents[1])
     frame, level = sys._getframe(1), 1
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1
