@@ -21,7 +21,7 @@ from pycocotools import mask as mask_utils
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sam import build_sam
+from sam import build_sam, optimize
 from sam.automatic.generator import AutomaticMaskGenerator
 from sam.weights.precision import resolve_precision
 from sam.weights.random_weights import randomize_weights
@@ -73,10 +73,10 @@ def main() -> None:
     args = parser.parse_args()
     from segment_anything import SamAutomaticMaskGenerator
 
-    ours = randomize_weights(build_sam(args.model), seed=0).eval()
+    ours = optimize(randomize_weights(build_sam(args.model), seed=0)).eval()
     reference = build_reference_sam(ours.config, ours.state_dict())
     auto_dtype = resolve_precision("auto", torch.device("cpu"))
-    ours_auto = randomize_weights(build_sam(args.model), seed=0).eval()
+    ours_auto = optimize(randomize_weights(build_sam(args.model), seed=0)).eval()
     ours_auto.set_encoder_dtype(auto_dtype)
     image = sample_image()
     print(

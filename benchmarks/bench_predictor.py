@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sam import SamPredictor, build_sam
+from sam import SamPredictor, build_sam, optimize
 from sam.weights.precision import resolve_precision
 from sam.weights.random_weights import randomize_weights
 from tests.reference import build_reference_sam, build_transformers_sam
@@ -73,7 +73,7 @@ def encode_once(which: str, model_name: str) -> None:
         predictor = ReferencePredictor(build_reference_sam(model.config, model.state_dict()))
         del model
     else:
-        model.set_encoder_dtype(resolve_precision("auto", torch.device("cpu")))
+        optimize(model).set_encoder_dtype(resolve_precision("auto", torch.device("cpu")))
         predictor = SamPredictor(model)
     with torch.no_grad():
         predictor.set_image(sample_image())
@@ -151,12 +151,12 @@ def main() -> None:
     torch.manual_seed(0)
     device = torch.device(args.device)
 
-    ours = randomize_weights(build_sam(args.model), seed=0).to(device)
+    ours = optimize(randomize_weights(build_sam(args.model), seed=0)).to(device)
     state_dict = ours.state_dict()
     reference = build_reference_sam(ours.config, state_dict).to(device)
     hf_model = build_transformers_sam(ours.config, state_dict).to(device)
     auto_dtype = resolve_precision("auto", device)
-    ours_auto = randomize_weights(build_sam(args.model), seed=0).to(device)
+    ours_auto = optimize(randomize_weights(build_sam(args.model), seed=0)).to(device)
     ours_auto.set_encoder_dtype(auto_dtype)
 
     side = ours.config.image_size

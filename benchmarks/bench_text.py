@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prompts.clip_model import ClipModel
 from prompts.text_prompter import TextPrompter
-from sam import SamPredictor, build_sam
+from sam import SamPredictor, build_sam, optimize
 from sam.weights.random_weights import randomize_weights
 
 TEXTS = ["red circle", "blue square", "green triangle", "yellow star", "a dog", "a cup"]
@@ -54,7 +54,9 @@ def main() -> None:
     torch.manual_seed(0)
     clip_model = open_clip.create_model("ViT-B-16", device=args.device)  # random weights
     clip = ClipModel(clip_model, open_clip.get_tokenizer("ViT-B-16"), name="ViT-B-16")
-    predictor = SamPredictor(randomize_weights(build_sam("vit_b"), seed=0).to(args.device))
+    predictor = SamPredictor(
+        optimize(randomize_weights(build_sam("vit_b"), seed=0)).to(args.device)
+    )
     image = sample_image(args.size)
     batches: list[int] = []
     clip.model.visual.conv1.register_forward_hook(lambda m, i, o: batches.append(i[0].shape[0]))

@@ -5,7 +5,7 @@
 #   bash benchmarks/device_train.sh "$OUT"
 #
 # Env: SAM_MINUTES / CLIP_MINUTES (training budgets, default 6; 0 skips CLIP), SAM_ARGS / CLIP_ARGS (extra
-# arguments of sam.train.demo / sam.train.demo_clip), BENCH=0 to skip the benchmarks, PYTHON
+# arguments of sam.train.demo / prompts.train_clip), BENCH=0 to skip the benchmarks, PYTHON
 # (default python3). Packages the machine lacks travel as wheels in .whl/ (see the device notes).
 # Everything is written under a work folder, then packed into $OUT/{sam,clip,logs}.tgz (the
 # device tool brings back few files).
@@ -66,7 +66,7 @@ start_job sam_train "$SAM_LIMIT" "$PY" -m sam.train.demo --minutes "$SAM_MINUTES
 if [ "$CLIP_MINUTES" != 0 ]; then
 CLIP_LIMIT=$(awk -v m="$CLIP_MINUTES" 'BEGIN { printf "%d", m * 60 + 100 }')
 # shellcheck disable=SC2086
-start_job clip_train "$CLIP_LIMIT" "$PY" -m sam.train.demo_clip --minutes "$CLIP_MINUTES" \
+start_job clip_train "$CLIP_LIMIT" "$PY" -m prompts.train_clip --minutes "$CLIP_MINUTES" \
   --device "$DEVICE" --output "$OUT/clip/clip_demo.safetensors" $CLIP_ARGS
 fi
 

@@ -1,5 +1,5 @@
 """Accepted masks with their labels, exported as SA-1B JSON (one file per image), COCO JSON (RLE
-segmentations) and PNG masks."""
+segmentations) and PNG masks through the project's one writer, :mod:`sam.io.export`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,16 @@ import zipfile
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
-from pycocotools import mask as mask_utils
+
+from sam.io.export import coco_dataset, mask_png, sa1b_annotation, sa1b_image
+from sam.io.masks import (
+    area_from_rle,
+    bbox_from_rle,
+    coco_encode_rle,
+    masks_to_rle,
+    rle_to_mask,
+    to_compressed_rle,
+)
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,7 @@ class Annotation:
         score: float,
         point_coords: tuple[tuple[float, float], ...] = (),
     ) -> Annotation:
-        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-        rle["counts"] = rle["counts"].decode("ascii")
+        rle = coco_encode_rle(masks_to_rle(mask[None].astype(bool))[0])
         return cls(annotation_id, image_id, label, rle, float(score), None, point_coords)
 
     @classmethod
@@ -76,41 +83,38 @@ class Annotation:
     @property
     def mask(self) -> np.ndarray:
         """(H, W) bool."""
-        rle = {"size": self.rle["size"], "counts": self.rle["counts"].encode("ascii")}
-        return mask_utils.decode(rle).astype(bool)
+        return rle_to_mask(self.rle)
 
     @property
     def area(self) -> int:
-        return int(mask_utils.area(self.pycoco_rle()))
+        return area_from_rle(self.rle)
 
     @property
     def bbox(self) -> list[float]:
         """COCO XYWH."""
-        return [float(v) for v in mask_utils.toBbox(self.pycoco_rle())]
+        return bbox_from_rle(self.rle)
 
     def pycoco_rle(self) -> dict:
         """The RLE in pycocotools' own form (bytes counts)."""
-        return {"size": self.rle["size"], "counts": self.rle["counts"].encode("ascii")}
+        return to_compressed_rle(self.rle)
 
 
 def coco_json(images: list[AnnotatedImage], annotations: list[Annotation]) -> dict:
     """A COCO-style dict: images, annotations (RLE, area, XYWH bbox, score), categories by
     label in order of first use."""
-    categories: dict[str, int] = {}
-    for annotation in annotations:
-        categories.setdefault(annotation.label, len(categories) + 1)
+    labels = list(dict.fromkeys(a.label for a in annotations))
     used = {a.image_id for a in annotations}
-    return {
-        "images": [
+    return coco_dataset(
+        [
             {"id": i.image_id, "file_name": i.file_name, "height": i.height, "width": i.width}
             for i in images
             if i.image_id in used
         ],
-        "annotations": [
+        [
             {
                 "id": a.annotation_id,
                 "image_id": a.image_id,
-                "category_id": categories[a.label],
+                "category_id": labels.index(a.label) + 1,
                 "segmentation": a.rle,
                 "area": a.area,
                 "bbox": a.bbox,
@@ -119,39 +123,36 @@ def coco_json(images: list[AnnotatedImage], annotations: list[Annotation]) -> di
             }
             for a in annotations
         ],
-        "categories": [{"id": i, "name": name} for name, i in categories.items()],
-    }
+        labels,
+    )
 
 
 def sa1b_json(image: AnnotatedImage, annotations: list[Annotation]) -> dict:
-    """One image's annotations in the SA-1B layout: {"image": {...}, "annotations": [...]}
-    with RLE segmentation, XYWH bbox, area, predicted_iou, stability_score (null for
-    hand-made masks), point_coords and crop_box (the whole image), plus the label."""
+    """One image's annotations in the SA-1B layout, with crop_box the whole image (null
+    stability_score for hand-made masks), plus each mask's label and source."""
     crop_box = [0.0, 0.0, float(image.width), float(image.height)]
-    return {
-        "image": {
-            "image_id": image.image_id,
-            "width": image.width,
-            "height": image.height,
-            "file_name": image.file_name,
-        },
-        "annotations": [
-            {
-                "id": a.annotation_id,
-                "segmentation": a.rle,
-                "bbox": a.bbox,
-                "area": a.area,
-                "predicted_iou": a.score,
-                "stability_score": a.stability_score,
-                "point_coords": [list(p) for p in a.point_coords],
-                "crop_box": crop_box,
-                "label": a.label,
-                "source": a.source,
-            }
+    return sa1b_image(
+        image.image_id,
+        image.file_name,
+        image.height,
+        image.width,
+        [
+            sa1b_annotation(
+                a.annotation_id,
+                a.rle,
+                a.bbox,
+                a.area,
+                a.score,
+                a.stability_score,
+                a.point_coords,
+                crop_box,
+                label=a.label,
+                source=a.source,
+            )
             for a in annotations
             if a.image_id == image.image_id
         ],
-    }
+    )
 
 
 def sa1b_files(images: list[AnnotatedImage], annotations: list[Annotation]) -> dict[str, bytes]:
@@ -173,9 +174,7 @@ def masks_zip_bytes(annotations: list[Annotation]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for a in annotations:
-            png = io.BytesIO()
-            Image.fromarray(a.mask.astype(np.uint8) * 255).save(png, format="PNG")
-            archive.writestr(f"{a.annotation_id:04d}_{safe_name(a.label)}.png", png.getvalue())
+            archive.writestr(f"{a.annotation_id:04d}_{safe_name(a.label)}.png", mask_png(a.mask))
     return buffer.getvalue()
 
 

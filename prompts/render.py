@@ -1,21 +1,29 @@
-"""Drawing prompts and masks over an image: green foreground dots, red background dots, the box
-outline, and coloured mask overlays, edged in white so that a mask shows on an object of its own
-colour, captioned with their predicted IoU."""
+"""Drawing prompts and candidates over an image: green foreground dots, red background dots,
+the box outline, and the masks (through :mod:`sam.io.overlay`) captioned with their predicted
+IoU."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageDraw
-from scipy import ndimage
 
 from prompts.clicks import FOREGROUND, PromptState
+from sam.io.overlay import OUTLINE_COLOUR, distinct_colours, overlay_mask, overlay_masks
+
+__all__ = [
+    "OUTLINE_COLOUR",
+    "candidate_views",
+    "colour_masks",
+    "distinct_colours",
+    "draw_prompts",
+    "iou_caption",
+    "overlay_mask",
+    "shrink",
+]
 
 FOREGROUND_COLOUR = (40, 200, 60)
 BACKGROUND_COLOUR = (230, 40, 40)
 BOX_COLOUR = (255, 200, 0)
-MASK_COLOUR = (30, 144, 255)
-MASK_ALPHA = 0.5
-OUTLINE_COLOUR = (255, 255, 255)
 
 
 def iou_caption(score: float, clip_score: float | None = None) -> str:
@@ -25,56 +33,14 @@ def iou_caption(score: float, clip_score: float | None = None) -> str:
     return f"IoU {score:.2f} · CLIP {clip_score:.2f}"
 
 
-def distinct_colours(count: int, seed: int = 0) -> np.ndarray:
-    """(count, 3) uint8 bright colours, reproducible (golden-ratio hues)."""
-    hues = (seed * 0.13 + np.arange(count) * 0.618034) % 1.0
-    hsv = np.stack([hues * 255, np.full(count, 200), np.full(count, 240)], axis=1)
-    pixels = Image.fromarray(hsv.astype(np.uint8)[None], mode="HSV").convert("RGB")
-    return np.asarray(pixels)[0]
-
-
 def colour_masks(image: np.ndarray, masks: list[np.ndarray], alpha: float = 0.6) -> np.ndarray:
-    """(H, W, 3) uint8 with each (H, W) bool mask tinted its own colour, in order (so later,
-    smaller masks stay visible on top of larger ones when given largest first)."""
-    out = image[:, :, :3].astype(np.float32)
-    for mask, colour in zip(masks, distinct_colours(len(masks)), strict=True):
-        if mask.shape != image.shape[:2]:
-            raise ValueError(f"mask is {mask.shape} but the image is {image.shape[:2]}")
-        out[mask] = (1.0 - alpha) * out[mask] + alpha * colour.astype(np.float32)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    """Every mask of segment everything in its own colour (largest first, so that smaller ones
+    stay visible on top)."""
+    return overlay_masks(image, masks, alpha=alpha)
 
 
 def _marker_radius(size: tuple[int, int]) -> int:
     return max(3, round(min(size) / 80))
-
-
-def _outline_width(size: tuple[int, int]) -> int:
-    return max(1, round(min(size) / 200))
-
-
-def mask_outline(mask: np.ndarray, width: int) -> np.ndarray:
-    """(H, W) bool: the outermost ``width`` pixels of ``mask``, all around it (where the mask
-    meets the image's border, that border is its edge)."""
-    interior = ndimage.minimum_filter(mask, size=2 * width + 1, mode="constant", cval=0)
-    return mask & ~interior
-
-
-def overlay_mask(
-    image: np.ndarray,
-    mask: np.ndarray,
-    colour: tuple[int, int, int] = MASK_COLOUR,
-    alpha: float = MASK_ALPHA,
-    outline: tuple[int, int, int] | None = OUTLINE_COLOUR,
-) -> np.ndarray:
-    """(H, W, 3) uint8 with ``mask`` (H, W) tinted in ``colour`` and its edge drawn in
-    ``outline`` (none if None), about 1/200 of the image's short side wide; a new array."""
-    if mask.shape != image.shape[:2]:
-        raise ValueError(f"mask is {mask.shape} but the image is {image.shape[:2]}")
-    out = image.astype(np.float32)
-    out[mask] = (1.0 - alpha) * out[mask] + alpha * np.asarray(colour, dtype=np.float32)
-    if outline is not None:
-        out[mask_outline(mask, _outline_width(mask.shape))] = outline
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def draw_prompts(image: np.ndarray, prompts: PromptState) -> np.ndarray:

@@ -21,8 +21,9 @@ from typing import Protocol
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
+from sam.io.masks import mask_box, mask_iou
 from sam.train.data import Sample
-from sam.train.simulation import mask_box, next_point, sample_point
+from sam.train.simulation import next_point, sample_point
 
 
 class Predictor(Protocol):
@@ -36,14 +37,6 @@ class Predictor(Protocol):
         mask_input: np.ndarray | None = None,
         multimask_output: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
-
-
-def mask_iou(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """IoU of two (H, W) bool masks; 1.0 when both are empty."""
-    union = np.logical_or(prediction, truth).sum()
-    if union == 0:
-        return 1.0
-    return float(np.logical_and(prediction, truth).sum() / union)
 
 
 def center_point(mask: np.ndarray) -> np.ndarray:

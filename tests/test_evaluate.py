@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from sam.evaluate import EvalResult, center_point, evaluate, mask_iou, write_report
+from sam.evaluate import EvalResult, center_point, evaluate, write_report
 from sam.train.data import Sample
 
 
@@ -61,12 +61,6 @@ def test_center_point_of_a_disk_is_its_centre():
     np.testing.assert_array_equal(center_point(_disk(centre=(20, 15))), [15, 20])
     # the image border counts as boundary
     assert center_point(np.ones((9, 9), bool)).tolist() == [4, 4]
-
-
-def test_mask_iou():
-    a, b = _square(0, 0, 4), _square(0, 2, 4)
-    assert mask_iou(a, b) == pytest.approx(8 / 24)
-    assert mask_iou(np.zeros((3, 3), bool), np.zeros((3, 3), bool)) == 1.0
 
 
 def test_write_report(tmp_path):

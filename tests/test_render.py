@@ -1,3 +1,5 @@
+"""Prompts and candidates drawn over the image (prompts/render.py)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,12 +10,9 @@ from prompts.render import (
     BACKGROUND_COLOUR,
     BOX_COLOUR,
     FOREGROUND_COLOUR,
-    MASK_COLOUR,
-    OUTLINE_COLOUR,
     candidate_views,
     draw_prompts,
     iou_caption,
-    overlay_mask,
     shrink,
 )
 
@@ -40,33 +39,6 @@ def test_pending_corner_is_marked():
     assert tuple(drawn[25, 25]) == BOX_COLOUR
 
 
-def test_overlay_tints_only_the_mask():
-    image = np.full((4, 4, 3), 100, np.uint8)
-    mask = np.zeros((4, 4), bool)
-    mask[:2] = True
-    out = overlay_mask(image, mask, alpha=1.0, outline=None)
-    assert (out[:2] == MASK_COLOUR).all() and (out[2:] == 100).all()
-    with pytest.raises(ValueError, match="mask"):
-        overlay_mask(image, np.zeros((3, 4), bool))
-
-
-def test_overlay_edges_the_mask_in_white_so_it_shows_on_its_own_colour():
-    image = np.zeros((400, 400, 3), np.uint8)
-    image[...] = MASK_COLOUR  # an object of the mask's own colour everywhere
-    mask = np.zeros((400, 400), bool)
-    mask[100:300, 50:250] = True
-    out = overlay_mask(image, mask)
-    edge = (out == OUTLINE_COLOUR).all(-1)
-    # 2 pixels wide (1/200 of 400), inside the mask, all around it
-    assert edge[100:102, 50:250].all() and edge[298:300, 50:250].all()
-    assert edge[100:300, 50:52].all() and edge[100:300, 248:250].all()
-    assert edge.sum() == mask.sum() - 196 * 196
-    assert not edge[~mask].any()
-    # where the mask meets the image's border, that border is its edge
-    mask[:, :10] = True
-    assert (overlay_mask(image, mask) == OUTLINE_COLOUR).all(-1)[150:250, 0].all()
-
-
 def test_candidate_views_pair_pictures_with_captions():
     image = np.zeros((8, 8, 3), np.uint8)
     masks = [np.ones((8, 8), bool), np.zeros((8, 8), bool)]
@@ -86,7 +58,7 @@ def test_thumbnails_keep_the_aspect_ratio():
 
 
 def test_colour_masks_tints_each_mask_its_own_colour():
-    from prompts.render import colour_masks, distinct_colours
+    from prompts.render import colour_masks
 
     image = np.zeros((10, 12, 3), np.uint8)
     masks = [np.zeros((10, 12), bool) for _ in range(2)]
@@ -94,7 +66,6 @@ def test_colour_masks_tints_each_mask_its_own_colour():
     out = colour_masks(image, masks)
     assert out.shape == image.shape and out.dtype == np.uint8
     assert (out[0, 0] != out[9, 0]).any() and (out[0, 0] > 0).any()
-    assert len({tuple(c) for c in distinct_colours(8)}) == 8
     with pytest.raises(ValueError, match="mask is"):
         colour_masks(image, [np.zeros((3, 3), bool)])
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from sam.io.masks import mask_box
 from sam.train.simulation import (
     BOX_NOISE_MAX,
     Prompt,
     best_by_predicted_iou,
     first_prompt,
-    mask_box,
     next_point,
     next_prompt,
     noisy_box,

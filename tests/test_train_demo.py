@@ -1,4 +1,5 @@
-"""The bundled demo SAM (sam/train/demo.py builds it) keeps the held-out figures in README."""
+"""The bundled demo SAM (sam/train/demo.py builds it) keeps its held-out figures
+(assets/demo/README.md)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from sam.train.data import SceneDataset
 from sam.train.demo import HELD_OUT_SEED
 from sam.weights.checkpoint import load_sam
 
-# README's table (50 held-out scenes, 247 masks); the run is deterministic, the margin only
-# absorbs float differences between machines
+# the table of assets/demo/README.md (50 held-out scenes, 247 masks); the run is deterministic,
+# the margin only absorbs float differences between machines
 MEASURED = {"center_oracle": 0.814, "center_top": 0.652, "box": 0.864}
 MARGIN = 0.02
 

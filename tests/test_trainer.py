@@ -6,16 +6,10 @@ import torch
 
 from sam.modeling.sam import build_sam
 from sam.train.data import SceneDataset
-from sam.train.trainer import (
-    EMA_FILE,
-    MODEL_FILE,
-    TrainConfig,
-    Trainer,
-    lr_factor,
-    make_batch,
-    parameter_groups,
-    simulate,
-)
+from sam.train.batches import make_batch, simulate
+from sam.train.config import TrainConfig
+from sam.train.optim import lr_factor, parameter_groups
+from sam.train.trainer import EMA_FILE, MODEL_FILE, Trainer
 from sam.weights.checkpoint import load_sam
 
 
@@ -126,7 +120,7 @@ def test_per_mask_embeddings_decode_like_the_shared_one():
 
 
 def test_simulated_points_and_boxes_lie_where_they_should():
-    from sam.train.trainer import noisy_boxes, sample_points
+    from sam.train.batches import noisy_boxes, sample_points
 
     masks = torch.zeros(3, 32, 32, dtype=torch.bool)
     masks[0, 4:10, 20:30] = True
@@ -266,7 +260,7 @@ def test_demo_script_writes_everything_to_an_output_dir(tmp_path):
 
 def test_points_are_padded_with_not_a_point_labels():
     from sam.train.simulation import Prompt
-    from sam.train.trainer import stack_points
+    from sam.train.batches import stack_points
 
     prompts = [Prompt(), Prompt().with_point(np.array([3.0, 4.0]), 1).with_point([5, 6], 0)]
     coords, labels = stack_points(prompts, torch.device("cpu"))
@@ -276,7 +270,7 @@ def test_points_are_padded_with_not_a_point_labels():
 
 
 def test_drop_path_acts_in_training_only():
-    from sam.train.trainer import add_drop_path
+    from sam.train.optim import add_drop_path
 
     torch.manual_seed(0)
     encoder = build_sam("vit_test").image_encoder

@@ -112,6 +112,11 @@ def mask_to_uncompressed_rle(mask: np.ndarray) -> Rle:
     return {"size": [h, w], "counts": counts}
 
 
+def bbox_from_rle(rle: Rle) -> list[float]:
+    """XYWH box of any RLE as pycocotools computes it (width and height count pixels)."""
+    return [float(v) for v in mask_utils.toBbox(to_compressed_rle(rle))]
+
+
 def area_from_rle(rle: Rle) -> int:
     """Foreground pixel count of any RLE."""
     if isinstance(rle["counts"], list):

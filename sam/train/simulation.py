@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sam.io.masks import mask_box
+
 BOX_NOISE_FRACTION = 0.1
 BOX_NOISE_MAX = 20.0
 
@@ -61,19 +63,13 @@ class Prompt:
         return replace(self, mask_logits=mask_logits)
 
 
-def mask_box(mask: Any) -> np.ndarray:
-    """Tight XYXY box (4,) float32 of a (H, W) mask; x1, y1 are the last covered pixel."""
-    ys, xs = np.nonzero(_as_bool(mask))
-    if len(xs) == 0:
-        raise ValueError("empty mask has no box")
-    return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float32)
-
-
 def noisy_box(rng: np.random.Generator, mask: Any) -> np.ndarray:
     """The mask's box with N(0, (10% of its side)^2) noise per coordinate, each shift capped at
     20 px, clipped to the image: (4,) float32 XYXY."""
     height, width = np.shape(mask)[-2:]
-    box = mask_box(mask)
+    box = mask_box(_as_bool(mask))
+    if box is None:
+        raise ValueError("empty mask has no box")
     sides = np.array([box[2] - box[0] + 1, box[3] - box[1] + 1] * 2, dtype=np.float32)
     shift = rng.normal(0.0, BOX_NOISE_FRACTION * sides)
     box = box + np.clip(shift, -BOX_NOISE_MAX, BOX_NOISE_MAX)

@@ -57,8 +57,7 @@ def cpu_has_native_bf16() -> bool:
 
 def warn_if_emulated(precision: str, device: torch.device) -> None:
     """Warn when ``precision`` ("bf16", "fp16") was asked for on a CPU that has no instructions
-    for it: torch then emulates it, far slower than fp32 (vit_b's encoder on a 2-core AVX2 EPYC,
-    2026-12-02: 368 s in bf16, 14 s in fp32)."""
+    for it: torch then emulates it, many times slower than fp32 (docs/benchmarks.md)."""
     dtype = PRECISIONS[precision]
     if device.type != "cpu" or dtype not in NATIVE_CPU_FLAGS or cpu_has_native(dtype):
         return
