@@ -8,15 +8,7 @@ import torch
 from segment_anything.utils import amg as reference
 
 from sam.automatic import mask_ops as amg
-
-
-def _random_masks(n: int = 6, h: int = 23, w: int = 31, seed: int = 0) -> torch.Tensor:
-    rng = np.random.default_rng(seed)
-    masks = torch.as_tensor(rng.random((n, h, w)) > 0.7)
-    masks[0] = False  # empty
-    masks[1] = True  # full
-    masks[2, 5:9, 3:20] = True
-    return masks
+from tests.test_masks import random_masks
 
 
 def test_point_grids_match_reference():
@@ -53,7 +45,7 @@ def test_crop_geometry_matches_reference():
     assert torch.equal(amg.uncrop_boxes_xyxy(boxes, crop), reference.uncrop_boxes_xyxy(boxes, crop))
     points = torch.tensor([[1.5, 2.0], [3.0, 4.0]], dtype=torch.float64)
     assert torch.equal(amg.uncrop_points(points, crop), reference.uncrop_points(points, crop))
-    masks = _random_masks(h=70, w=100)
+    masks = random_masks(h=70, w=100)
     assert torch.equal(
         amg.uncrop_masks(masks, crop, 300, 200), reference.uncrop_masks(masks, crop, 300, 200)
     )

@@ -9,7 +9,8 @@ from segment_anything.utils import amg as reference
 from sam.io import masks as masks_io
 
 
-def _random_masks(n: int = 6, h: int = 23, w: int = 31, seed: int = 0) -> torch.Tensor:
+def random_masks(n: int = 6, h: int = 23, w: int = 31, seed: int = 0) -> torch.Tensor:
+    """(n, h, w) bool: an empty mask, a full one, a rectangle, the rest random pixels."""
     rng = np.random.default_rng(seed)
     masks = torch.as_tensor(rng.random((n, h, w)) > 0.7)
     masks[0] = False  # empty
@@ -19,7 +20,7 @@ def _random_masks(n: int = 6, h: int = 23, w: int = 31, seed: int = 0) -> torch.
 
 
 def test_boxes_match_reference():
-    masks = _random_masks()
+    masks = random_masks()
     assert torch.equal(masks_io.batched_mask_to_box(masks), reference.batched_mask_to_box(masks))
     stacked = masks.reshape(2, 3, *masks.shape[1:])
     assert torch.equal(
@@ -41,7 +42,7 @@ def test_xyxy_to_xywh():
 
 
 def test_rle_round_trips_and_matches_reference():
-    masks = _random_masks()
+    masks = random_masks()
     reference_rles = reference.mask_to_rle_pytorch(masks)
     for mask, compressed, uncompressed in zip(masks, masks_io.masks_to_rle(masks), reference_rles):
         assert masks_io.mask_to_uncompressed_rle(mask.numpy()) == uncompressed
