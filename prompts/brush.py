@@ -58,11 +58,3 @@ def mask_to_mask_input(
     logits = np.full((1, side, side), -logit, dtype=np.float32)
     logits[0, :new_h, :new_w] = logit * (2.0 * np.clip(np.asarray(coverage), 0.0, 1.0) - 1.0)
     return logits
-
-
-def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """The XYXY extent of a mask's pixels (x1, y1 inclusive), or None if it is empty."""
-    ys, xs = np.nonzero(mask)
-    if xs.size == 0:
-        return None
-    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())

@@ -42,7 +42,7 @@ DEMO_MODEL_CONFIG: dict = {
     },
 }
 
-#: The bundled trained weights of :data:`DEMO_MODEL_NAME` (``python -m sam.train.demo_clip``);
+#: The bundled trained weights of :data:`DEMO_MODEL_NAME` (``python -m prompts.train_clip``);
 #: ``load_clip("demo")`` loads them.
 DEMO_CLIP_CHECKPOINT = (
     Path(__file__).resolve().parent.parent / "assets" / "demo" / "clip_demo.safetensors"
@@ -129,7 +129,7 @@ def load_clip(
         if not DEMO_CLIP_CHECKPOINT.is_file():
             raise ClipLoadError(
                 f"the bundled demo CLIP is missing: expected {DEMO_CLIP_CHECKPOINT} "
-                "(train it with: python -m sam.train.demo_clip)"
+                "(train it with: python -m prompts.train_clip)"
             )
         model_name, pretrained = DEMO_MODEL_NAME, str(DEMO_CLIP_CHECKPOINT)
     schema = None

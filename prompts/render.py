@@ -8,18 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from prompts.clicks import FOREGROUND, PromptState
-from sam.io.overlay import OUTLINE_COLOUR, distinct_colours, overlay_mask, overlay_masks
-
-__all__ = [
-    "OUTLINE_COLOUR",
-    "candidate_views",
-    "colour_masks",
-    "distinct_colours",
-    "draw_prompts",
-    "iou_caption",
-    "overlay_mask",
-    "shrink",
-]
+from sam.io.overlay import overlay_mask, overlay_masks
 
 FOREGROUND_COLOUR = (40, 200, 60)
 BACKGROUND_COLOUR = (230, 40, 40)

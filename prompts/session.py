@@ -12,14 +12,14 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from prompts.annotations import AnnotatedImage, Annotation
-from prompts.brush import mask_box, mask_to_mask_input
+from prompts.brush import mask_to_mask_input
 from prompts.clicks import BACKGROUND, FOREGROUND, PromptState
 from prompts.everything import EverythingSettings, Record, confident, segment_everything
-from prompts.render import candidate_views, colour_masks, draw_prompts, overlay_mask
-from prompts.text_models import TextModel
-from prompts.text_prompter import TextPrompter
+from prompts.render import candidate_views, colour_masks, draw_prompts
+from prompts.text_prompter import TextModel, TextPrompter
 from sam import Candidate, SamPredictor
-from sam.io.masks import rle_to_mask
+from sam.io.masks import mask_box, rle_to_mask
+from sam.io.overlay import overlay_mask
 
 ClickMode = Literal["foreground", "background", "box"]
 MAX_ANNOTATIONS = 200
@@ -192,7 +192,7 @@ class Session:
             if self.text_model is None:
                 raise ValueError("text prompts are not available with this model")
             model = self.text_model()
-            self._text_prompter = TextPrompter(model.clip, self.predictor, **model.options)
+            self._text_prompter = model.prompter(self.predictor)
             self._text_note = model.note
         return self._text_prompter
 

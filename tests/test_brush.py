@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prompts.brush import BRUSH_LOGIT, editor_mask, layer_mask, mask_box, mask_to_mask_input
+from prompts.brush import BRUSH_LOGIT, editor_mask, layer_mask, mask_to_mask_input
+from sam.io.masks import mask_box
 
 
 def rgba_layer(height: int, width: int, painted: tuple[slice, slice]) -> np.ndarray:
@@ -58,14 +59,6 @@ def test_mask_input_refuses_odd_shapes():
         mask_to_mask_input(np.zeros((3, 3, 3), bool))
 
 
-def test_mask_box_is_the_extent():
-    mask = np.zeros((10, 12), bool)
-    mask[2:5, 3:9] = True
-    mask[7, 1] = True
-    assert mask_box(mask) == (1, 2, 8, 7)
-    assert mask_box(np.zeros((3, 3), bool)) is None
-
-
 def test_brush_prompt_is_accepted_by_the_predictor(tiny_sam):
     from sam import SamPredictor
 
@@ -75,6 +68,6 @@ def test_brush_prompt_is_accepted_by_the_predictor(tiny_sam):
     mask[10:30, 20:40] = True
     side = tiny_sam.prompt_encoder.mask_input_size[0]
     candidates = predictor.predict_ranked(
-        box=np.array(mask_box(mask), np.float32), mask_input=mask_to_mask_input(mask, side)
+        box=mask_box(mask), mask_input=mask_to_mask_input(mask, side)
     )
     assert len(candidates) == 3

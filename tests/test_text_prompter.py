@@ -1,4 +1,5 @@
-"""Mechanics of text prompts with a tiny random CLIP and a tiny random SAM (not quality)."""
+"""Mechanics of text prompts with a tiny random CLIP and a tiny random SAM (not quality): the
+TextPrompter's pipeline from text to three ranked masks or "not found"."""
 
 from __future__ import annotations
 
@@ -6,44 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from prompts import text_prompter
-from prompts.clip_model import create_random_clip
-from prompts.text_prompter import (
-    GREY,
-    PromptSet,
-    TextCandidate,
-    TextPrompter,
-    TextResult,
-    _peaks,
-    best_prompt_set,
-    clean_text,
-    masked_crop,
-)
-from sam import SamPredictor
+from prompts.text_prompter import TextPrompter
+from prompts.text_results import PromptSet, TextResult, clean_text
+from prompts.text_verification import best_prompt_set
+from tests.text_fixtures import ALWAYS, red_circle_scene
 
-ALWAYS = {"existence_threshold": -np.inf, "verify_threshold": -np.inf}
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return create_random_clip(seed=0)
-
-
-@pytest.fixture
-def predictor(tiny_sam):
-    return SamPredictor(tiny_sam)
-
-
-def _scene(seed=0, size=(72, 96)):
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 60, (*size, 3), dtype=np.uint8)
-    yy, xx = np.mgrid[: size[0], : size[1]]
-    image[(yy - 30) ** 2 + (xx - 40) ** 2 < 15**2] = (220, 30, 30)
-    return image
+pytest_plugins = ["tests.text_fixtures"]
 
 
 def test_found_result_has_three_ranked_scored_masks(clip, predictor):
-    image = _scene()
+    image = red_circle_scene()
     result = TextPrompter(clip, predictor, **ALWAYS).segment(image, "red circle")
     assert isinstance(result, TextResult)
     assert result.found
@@ -72,26 +45,9 @@ def test_found_result_has_three_ranked_scored_masks(clip, predictor):
     assert best_prompt_set(result.alternatives)[0] is prompts
 
 
-def _candidate(margin: float, iou: float) -> TextCandidate:
-    mask = np.zeros((4, 4), bool)
-    return TextCandidate(mask, iou, 0.5, margin, np.zeros((1, 4, 4), np.float32), 0)
-
-
-def test_best_prompt_set_weighs_clip_margin_against_predicted_iou():
-    def prompt_set(source):
-        return PromptSet(None, None, None, source)
-
-    sharp = (prompt_set("box"), [_candidate(0.28, 0.95), _candidate(0.1, 0.5)])
-    clip_liked = (prompt_set("peak"), [_candidate(0.30, 0.50), _candidate(0.29, 0.6)])
-    assert best_prompt_set([sharp, clip_liked])[0].source == "peak"  # margin alone
-    assert best_prompt_set([sharp, clip_liked], 0.1)[0].source == "box"  # 0.375 > 0.36
-    tie = (prompt_set("peaks"), [_candidate(0.28, 0.97)])
-    assert best_prompt_set([sharp, tie])[0].source == "peaks"  # same margin: higher IoU
-
-
 def test_absent_text_is_reported_not_guessed(clip, predictor):
     prompter = TextPrompter(clip, predictor, existence_threshold=np.inf)
-    result = prompter.segment(_scene(), "red circle")
+    result = prompter.segment(red_circle_scene(), "red circle")
     assert not result.found
     assert result.message == 'not found: "red circle" does not appear in the image'
     assert result.candidates == [] and result.best is None and result.prompts is None
@@ -99,7 +55,7 @@ def test_absent_text_is_reported_not_guessed(clip, predictor):
 
 def test_failed_verification_is_not_found(clip, predictor):
     prompter = TextPrompter(clip, predictor, existence_threshold=-np.inf, verify_threshold=np.inf)
-    result = prompter.segment(_scene(), "blue square")
+    result = prompter.segment(red_circle_scene(), "blue square")
     assert not result.found
     assert "not found" in result.message and result.candidates == []
 
@@ -107,22 +63,22 @@ def test_failed_verification_is_not_found(clip, predictor):
 @pytest.mark.parametrize("text", ["", "   ", "\n\t "])
 def test_empty_text_is_a_clear_value_error(clip, predictor, text):
     with pytest.raises(ValueError, match="text is empty"):
-        TextPrompter(clip, predictor).segment(_scene(), text)
+        TextPrompter(clip, predictor).segment(red_circle_scene(), text)
 
 
 def test_non_string_text(clip, predictor):
     with pytest.raises(ValueError, match="text must be a string"):
-        TextPrompter(clip, predictor).segment(_scene(), None)
+        TextPrompter(clip, predictor).segment(red_circle_scene(), None)
 
 
 def test_long_non_latin_and_emoji_text(clip, predictor):
     prompter = TextPrompter(clip, predictor, **ALWAYS)
     long = "a very long description of a red circle " * 100
-    result = prompter.segment(_scene(), long)
+    result = prompter.segment(red_circle_scene(), long)
     assert result.truncated and len(result.text) == 1000
     assert len(result.candidates) == 3
     for text in ["赤い円", "красный круг", "🔴 circle", "🙂"]:
-        assert prompter.segment(_scene(), text).text == text
+        assert prompter.segment(red_circle_scene(), text).text == text
     assert clean_text("  red \n circle ") == ("red circle", False)
 
 
@@ -137,7 +93,9 @@ def test_user_clicks_are_passed_through(clip, predictor, monkeypatch):
     monkeypatch.setattr(predictor, "predict", spy)
     points = np.array([[10.0, 12.0], [80.0, 60.0]])
     labels = np.array([1, 0])
-    result = TextPrompter(clip, predictor, **ALWAYS).segment(_scene(), "red circle", points, labels)
+    result = TextPrompter(clip, predictor, **ALWAYS).segment(
+        red_circle_scene(), "red circle", points, labels
+    )
     assert calls
     for call in calls:
         np.testing.assert_allclose(call["point_coords"][-2:], points)
@@ -149,7 +107,7 @@ def test_user_clicks_are_passed_through(clip, predictor, monkeypatch):
 def test_user_clicks_alone_when_text_absent(clip, predictor):
     prompter = TextPrompter(clip, predictor, existence_threshold=np.inf)
     points, labels = np.array([[40.0, 30.0]]), np.array([1])
-    result = prompter.segment(_scene(), "red circle", points=points, labels=labels)
+    result = prompter.segment(red_circle_scene(), "red circle", points=points, labels=labels)
     assert not result.found and "clicks only" in result.message
     assert result.prompts.source == "user" and len(result.candidates) == 3
     np.testing.assert_allclose(result.prompts.point_coords, points)
@@ -157,7 +115,9 @@ def test_user_clicks_alone_when_text_absent(clip, predictor):
 
 def test_user_box_is_used_and_restricts_peaks(clip, predictor):
     box = np.array([20.0, 10.0, 60.0, 50.0])
-    result = TextPrompter(clip, predictor, **ALWAYS).segment(_scene(), "red circle", box=box)
+    result = TextPrompter(clip, predictor, **ALWAYS).segment(
+        red_circle_scene(), "red circle", box=box
+    )
     np.testing.assert_allclose(result.prompts.box, box)
     positive = result.prompts.point_coords[result.prompts.point_labels == 1]
     assert np.all((positive[:, 0] >= 20) & (positive[:, 0] <= 60))
@@ -167,13 +127,13 @@ def test_user_box_is_used_and_restricts_peaks(clip, predictor):
 def test_bad_prompts_name_the_argument(clip, predictor):
     prompter = TextPrompter(clip, predictor)
     with pytest.raises(ValueError, match="labels must be supplied"):
-        prompter.segment(_scene(), "red", points=np.zeros((1, 2)))
+        prompter.segment(red_circle_scene(), "red", points=np.zeros((1, 2)))
     with pytest.raises(ValueError, match="point_coords"):
-        prompter.segment(_scene(), "red", points=np.zeros((1, 3)), labels=np.ones(1))
+        prompter.segment(red_circle_scene(), "red", points=np.zeros((1, 3)), labels=np.ones(1))
     with pytest.raises(ValueError, match="box"):
-        prompter.segment(_scene(), "red", box=np.array([5.0, 5.0, 1.0, 1.0]))
+        prompter.segment(red_circle_scene(), "red", box=np.array([5.0, 5.0, 1.0, 1.0]))
     with pytest.raises(ValueError, match="uint8"):
-        prompter.segment(_scene().astype(np.float32), "red")
+        prompter.segment(red_circle_scene().astype(np.float32), "red")
     with pytest.raises(ValueError, match="outside"):
         TextPrompter(clip, predictor, outside="raw")
 
@@ -188,7 +148,7 @@ def test_caching_skips_clip_and_sam_image_encoders(clip, predictor):
         predictor.model.image_encoder.register_forward_hook(lambda m, i, o: sam_runs.append(1)),
     ]
     try:
-        image = _scene(5)
+        image = red_circle_scene(5)
         first = prompter.segment(image, "red circle")
         n_first, sam_first = len(clip_batches), len(sam_runs)
         second = prompter.segment(image.copy(), "red circle")  # same content, new array
@@ -202,34 +162,11 @@ def test_caching_skips_clip_and_sam_image_encoders(clip, predictor):
         before = len(clip_batches)
         prompter.image_features(image)
         assert len(clip_batches) == before
-        prompter.image_features(_scene(6))
+        prompter.image_features(red_circle_scene(6))
         assert len(clip_batches) == before + 1
     finally:
         for hook in hooks:
             hook.remove()
-
-
-def test_masked_crop_greys_outside_pixels():
-    image = np.full((40, 50, 3), 200, dtype=np.uint8)
-    mask = np.zeros((40, 50), dtype=bool)
-    mask[10:20, 10:30] = True
-    mask[10, 10] = False
-    crop = masked_crop(image, mask, "grey", context=0.1)
-    assert crop.shape[0] == crop.shape[1] == 24  # 20 wide + 2 * 2 context, padded square
-    assert (crop == 200).all(axis=2).sum() == mask.sum()
-    assert tuple(crop[0, 0]) == GREY
-    blurred = masked_crop(image, mask, "blur")
-    assert blurred.shape == crop.shape
-    assert masked_crop(image, np.zeros_like(mask)) is None
-
-
-def test_peaks_are_relative_to_negatives_not_min_max():
-    below = np.full((5, 5), -0.2)
-    below[2, 2] = -0.01  # the best patch still loses to the negatives
-    assert _peaks(below, 0.0, 3) == []
-    above = below.copy()
-    above[1, 1], above[3, 4] = 0.3, 0.1
-    assert _peaks(above, 0.0, 3) == [(1, 1), (3, 4)]
 
 
 def test_text_embeddings_are_cached(clip, predictor):
@@ -240,32 +177,8 @@ def test_text_embeddings_are_cached(clip, predictor):
     assert prompter.negative_embeddings().shape == (4, a.shape[0])
 
 
-def test_score_masks_batches_unique_masks_once(clip, predictor):
-    prompter = TextPrompter(clip, predictor)
-    image = _scene()
-    a = np.zeros(image.shape[:2], dtype=bool)
-    a[20:40, 25:55] = True
-    b = np.zeros_like(a)
-    b[5:15, 5:15] = True
-    batches = []
-    hook = clip.model.visual.conv1.register_forward_hook(
-        lambda m, i, o: batches.append(i[0].shape[0])
-    )
-    try:
-        target = prompter.text_embedding("red circle")
-        margins, scores = prompter.score_masks(
-            image, np.stack([a, b, a, np.zeros_like(a)]), target, prompter.negative_embeddings()
-        )
-    finally:
-        hook.remove()
-    assert batches == [2]
-    assert margins[0] == margins[2] and scores[0] == scores[2]
-    assert margins[3] == -np.inf and scores[3] == 0.0
-    assert np.all((scores[:3] > 0) & (scores[:3] < 1))
-
-
 def test_verify_sets_limits_masked_crops(clip, predictor):
-    image = _scene(7)
+    image = red_circle_scene(7)
     full = TextPrompter(clip, predictor, **ALWAYS)
     quick = TextPrompter(clip, predictor, verify_sets=1, **ALWAYS)
     full.segment(image, "red circle")  # warm the caches
@@ -285,7 +198,7 @@ def test_verify_sets_limits_masked_crops(clip, predictor):
 
 @pytest.mark.parametrize("with_box", [False, True])
 def test_refine_rounds_feed_each_mask_back_as_the_mask_prompt(clip, predictor, with_box):
-    image = _scene(3)
+    image = red_circle_scene(3)
     predictor.set_image(image)
     box = np.array([20.0, 10.0, 60.0, 50.0]) if with_box else None
     prompts = PromptSet(np.array([[40.0, 30.0], [5.0, 5.0]]), np.array([1, 0]), box, "peak")
@@ -310,84 +223,3 @@ def test_refine_rounds_feed_each_mask_back_as_the_mask_prompt(clip, predictor, w
     assert result.found and len(result.candidates) == 3
     with pytest.raises(ValueError, match="refine_rounds"):
         TextPrompter(clip, predictor, refine_rounds=-1)
-
-
-def test_pooled_margins_shapes():
-    dense = torch.nn.functional.normalize(torch.randn(6, 6, 8), dim=-1)
-    target = torch.nn.functional.normalize(torch.randn(8), dim=0)
-    negatives = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
-    masks = np.zeros((3, 30, 36), dtype=bool)
-    masks[0, :10, :12] = True
-    masks[1] = True
-    margins = TextPrompter.pooled_margins(dense, masks, target, negatives)
-    assert margins.shape == (3,) and np.isfinite(margins[:2]).all() and margins[2] == -np.inf
-    expected = torch.nn.functional.normalize(dense[:2, :2].reshape(4, 8).mean(0), dim=0)
-    want = expected @ target - (negatives @ expected).max()
-    assert margins[0] == pytest.approx(float(want), abs=1e-5)
-
-
-def test_patch_cover_in_chunks_equals_one_pass():
-    masks = np.random.default_rng(0).random((11, 30, 36)) > 0.5
-    cover = text_prompter.patch_cover(masks, (6, 6), chunk=4)
-    whole = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(masks).float(), (6, 6))
-    assert cover.shape == (11, 36) and torch.equal(cover, whole.flatten(1))
-    assert torch.equal(text_prompter.patch_cover(list(masks), (6, 6)), cover)
-
-
-def test_a_new_text_reuses_the_proposals_patch_cover(clip, predictor, monkeypatch):
-    prompter = TextPrompter(clip, predictor, proposal_points=16, **ALWAYS)
-    monkeypatch.setattr(prompter, "_prompt_sets", lambda *args: [])
-    covers = []
-    original = text_prompter.patch_cover
-    monkeypatch.setattr(
-        text_prompter, "patch_cover", lambda *a, **k: covers.append(1) or original(*a, **k)
-    )
-    image = _scene(3)
-    first = prompter.segment(image, "red circle")
-    second = prompter.segment(image, "blue square")
-    assert len(covers) == 1 and first.found and second.found
-    records = prompter.proposals(image)
-    _, dense = prompter.image_features(image)
-    masks = np.stack([r["segmentation"] for r in records])
-    target, negatives = prompter.text_embedding("blue square"), prompter.negative_embeddings()
-    pooled = TextPrompter.pooled_margins(dense, masks, target, negatives)
-    chosen = {tuple(p.box.tolist()) for p, _ in second.alternatives}
-    best = {tuple(float(v) for v in records[i]["bbox"]) for i in np.argsort(-pooled)[:3]}
-    assert {(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in chosen} <= best
-
-
-def test_proposals_are_the_fallback_when_no_peak_prompt_passes(clip, predictor, monkeypatch):
-    prompter = TextPrompter(clip, predictor, proposal_points=16, **ALWAYS)
-    monkeypatch.setattr(prompter, "_prompt_sets", lambda *args: [])  # no peak prompt at all
-    sam_runs, generated = [], []
-    hook = predictor.model.image_encoder.register_forward_hook(lambda m, i, o: sam_runs.append(1))
-    original = text_prompter.generate_proposals
-    monkeypatch.setattr(
-        text_prompter,
-        "generate_proposals",
-        lambda *args, **kwargs: generated.append(1) or original(*args, **kwargs),
-    )
-    try:
-        image = _scene(3)
-        result = prompter.segment(image, "red circle")
-        again = prompter.segment(image, "red circle")
-    finally:
-        hook.remove()
-    assert len(generated) == 1  # once per image
-    assert result.found and result.prompts.source == "proposal"
-    assert {p.source for p, _ in result.alternatives} == {"proposal"}
-    assert len(result.alternatives) <= prompter.proposal_sets
-    record_boxes = [
-        [x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in prompter.proposals(image))
-    ]
-    assert result.prompts.box.tolist() in record_boxes
-    assert result.prompts.point_labels.tolist() == [1]
-    assert len(sam_runs) == 1  # the generator reused the predictor's embedding
-    assert [c.iou for c in again.candidates] == [c.iou for c in result.candidates]
-
-
-def test_no_proposal_fallback_when_switched_off(clip, predictor, monkeypatch):
-    prompter = TextPrompter(clip, predictor, proposal_points=None, **ALWAYS)
-    monkeypatch.setattr(prompter, "_prompt_sets", lambda *args: [])
-    result = prompter.segment(_scene(3), "red circle")
-    assert not result.found and result.candidates == [] and len(prompter._proposal_cache) == 0

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from sam.modeling.sam import build_sam
-from sam.train.data import SceneDataset
 from sam.train.batches import make_batch, simulate
 from sam.train.config import TrainConfig
+from sam.train.data import SceneDataset
 from sam.train.optim import lr_factor, parameter_groups
 from sam.train.trainer import EMA_FILE, MODEL_FILE, Trainer
 from sam.weights.checkpoint import load_sam
@@ -259,8 +259,8 @@ def test_demo_script_writes_everything_to_an_output_dir(tmp_path):
 
 
 def test_points_are_padded_with_not_a_point_labels():
-    from sam.train.simulation import Prompt
     from sam.train.batches import stack_points
+    from sam.train.simulation import Prompt
 
     prompts = [Prompt(), Prompt().with_point(np.array([3.0, 4.0]), 1).with_point([5, 6], 0)]
     coords, labels = stack_points(prompts, torch.device("cpu"))

@@ -10,9 +10,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 
 Rle = dict[str, Any]  # {"size": [h, w], "counts": bytes | str | list[int]}
+
+
+def pycocotools_mask():
+    """pycocotools' mask module, imported on first use: the model, the predictor and training on
+    generated scenes run without pycocotools."""
+    from pycocotools import mask
+
+    return mask
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -75,12 +82,12 @@ def masks_to_rle(masks: torch.Tensor | np.ndarray) -> list[Rle]:
         masks = masks.detach().cpu().numpy()
     if len(masks) == 0:
         return []
-    return mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    return pycocotools_mask().encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
 
 
 def rle_to_mask(rle: Rle) -> np.ndarray:
     """Any COCO RLE (compressed, JSON-ready or uncompressed) -> (H, W) bool."""
-    return mask_utils.decode(to_compressed_rle(rle)).astype(bool)
+    return pycocotools_mask().decode(to_compressed_rle(rle)).astype(bool)
 
 
 def to_compressed_rle(rle: Rle) -> Rle:
@@ -88,7 +95,7 @@ def to_compressed_rle(rle: Rle) -> Rle:
     h, w = rle["size"]
     counts = rle["counts"]
     if isinstance(counts, list):
-        return mask_utils.frPyObjects(rle, h, w)
+        return pycocotools_mask().frPyObjects(rle, h, w)
     if isinstance(counts, str):
         return {"size": [h, w], "counts": counts.encode("utf-8")}
     return rle
@@ -114,11 +121,11 @@ def mask_to_uncompressed_rle(mask: np.ndarray) -> Rle:
 
 def bbox_from_rle(rle: Rle) -> list[float]:
     """XYWH box of any RLE as pycocotools computes it (width and height count pixels)."""
-    return [float(v) for v in mask_utils.toBbox(to_compressed_rle(rle))]
+    return [float(v) for v in pycocotools_mask().toBbox(to_compressed_rle(rle))]
 
 
 def area_from_rle(rle: Rle) -> int:
     """Foreground pixel count of any RLE."""
     if isinstance(rle["counts"], list):
         return int(sum(rle["counts"][1::2]))
-    return int(mask_utils.area(to_compressed_rle(rle)))
+    return int(pycocotools_mask().area(to_compressed_rle(rle)))

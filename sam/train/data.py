@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from sam.io.images import IMAGE_SUFFIXES, read_image
+from sam.io.masks import pycocotools_mask
 from sam.train.scenes import generate_scene, scene_dataset, whole_masks
 
 logger = logging.getLogger(__name__)
@@ -43,17 +44,9 @@ def _read_or_skip(path: Path) -> np.ndarray | None:
         return None
 
 
-def _mask_utils():
-    """pycocotools' mask module, imported only when SA-1B or COCO data is read (training on
-    generated scenes does not need it)."""
-    from pycocotools import mask as mask_utils
-
-    return mask_utils
-
-
 def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
     """A COCO segmentation (polygon list, uncompressed or compressed RLE) -> (H, W) bool."""
-    mask_utils = _mask_utils()
+    mask_utils = pycocotools_mask()
     if isinstance(segmentation, list):  # polygons
         rles = mask_utils.frPyObjects(segmentation, height, width)
         rle = mask_utils.merge(rles)
@@ -88,7 +81,7 @@ def decode_annotations(
 ) -> list[np.ndarray]:
     """Valid (H, W) bool masks of COCO-style ``annotations``; bad ones are warned about and
     skipped."""
-    _mask_utils()  # a missing pycocotools is an error, not a bad annotation
+    pycocotools_mask()  # a missing pycocotools is an error, not a bad annotation
     masks = []
     for index, annotation in enumerate(annotations):
         where = f"{source} annotation {annotation.get('id', index)}"

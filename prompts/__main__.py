@@ -1,0 +1,5 @@
+"""``python -m prompts``: see :mod:`prompts.cli`."""
+
+from prompts.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,200 @@
+"""The models the page serves, loaded on demand and shared by every session: SAM models (the one
+asked for, else the bundled demo model, else an untrained test model, with a banner saying so)
+and the CLIP model that serves text prompts with each of them (the bundled tiny CLIP for the demo
+and test models, open_clip's ViT-B-16 trained on DataComp for Meta's vit_b/l/h), loaded when
+text is first used."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from prompts.clip_model import (
+    DEFAULT_MODEL,
+    DEFAULT_PRETRAINED,
+    DEMO_CLIP_CHECKPOINT,
+    DEMO_MODEL_NAME,
+    ClipLoadError,
+    create_random_clip,
+    load_clip,
+)
+from prompts.everything import EverythingSettings, settings_for
+from prompts.text_prompter import DEMO_TEXT_OPTIONS, TextModel
+from sam import CheckpointError, EmbeddingCache, Sam, SamPredictor, build_sam, load_sam
+from sam.cache import LRUCache
+
+log = logging.getLogger("sam.app")
+
+FALLBACK_MODEL = "vit_test"
+LOADED_MODELS_KEPT = 2
+RETRY_AFTER_S = 300.0  # a failed CLIP download is retried after this long, not on every request
+UNTRAINED_NOTE = (
+    "Note: the bundled CLIP is not trained yet, so text results come from an untrained model "
+    "and are meaningless."
+)
+
+Loader = Callable[..., Sam]
+ClipKind = Literal["demo", "default"]
+
+
+# -- CLIP for text prompts ----------------------------------------------------------------------
+
+
+ClipLoader = Callable[[ClipKind], TextModel]
+
+
+def clip_kind(sam_model: str) -> ClipKind:
+    """The CLIP that goes with a SAM model name: the tiny one for the small models and for
+    checkpoint files of unknown size, ViT-B-16 for Meta's models."""
+    return "default" if sam_model in ("vit_b", "vit_l", "vit_h") else "demo"
+
+
+def load_text_model(kind: ClipKind) -> TextModel:
+    """Load the CLIP of ``kind``; raises :class:`ClipLoadError` with a message a person can act
+    on. The tiny CLIP falls back to random weights (with a note) while it is not bundled."""
+    if kind == "demo":
+        if Path(DEMO_CLIP_CHECKPOINT).is_file():
+            return TextModel(load_clip("demo"), options=dict(DEMO_TEXT_OPTIONS))
+        log.warning("the bundled CLIP %s is missing: using random weights", DEMO_CLIP_CHECKPOINT)
+        return TextModel(create_random_clip(DEMO_MODEL_NAME), UNTRAINED_NOTE)
+    try:
+        return TextModel(load_clip(DEFAULT_MODEL, DEFAULT_PRETRAINED))
+    except ClipLoadError as error:
+        raise ClipLoadError(
+            f"Text prompts need the CLIP model {DEFAULT_MODEL} ({DEFAULT_PRETRAINED}) from the "
+            f"Hugging Face Hub, which could not be loaded; clicks, boxes, brush and segment "
+            f"everything keep working. Details: {error}"
+        ) from error
+
+
+class TextModels:
+    """CLIP models loaded on first use and shared by every session. A failed load is remembered
+    for ``retry_after_s`` seconds so an offline machine is not asked again on every request."""
+
+    def __init__(
+        self, loader: ClipLoader = load_text_model, retry_after_s: float = RETRY_AFTER_S
+    ) -> None:
+        self.loader, self.retry_after_s = loader, retry_after_s
+        self._models: dict[ClipKind, TextModel] = {}
+        self._failures: dict[ClipKind, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, kind: ClipKind) -> TextModel:
+        """The CLIP of ``kind``; raises ValueError (the reason, for the person) if unavailable."""
+        with self._lock:
+            if kind in self._models:
+                return self._models[kind]
+            failed = self._failures.get(kind)
+            if failed is not None and time.monotonic() - failed[0] < self.retry_after_s:
+                raise ValueError(failed[1])
+            try:
+                model = self.loader(kind)
+            except (ClipLoadError, OSError, RuntimeError) as error:
+                message = str(error)
+                self._failures[kind] = (time.monotonic(), message)
+                log.warning("text prompts unavailable: %s", message)
+                raise ValueError(message) from error
+            self._failures.pop(kind, None)
+            self._models[kind] = model
+            return model
+
+
+# -- SAM ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to serve, with its shared embedding cache; ``banner`` says what went wrong
+    if it is not the one asked for (empty when it is)."""
+
+    requested: str
+    used: str
+    model: Sam
+    cache: EmbeddingCache
+    banner: str = ""
+
+    def predictor(self) -> SamPredictor:
+        """A new predictor (one per session) sharing this model's embedding cache."""
+        return SamPredictor(self.model, cache=self.cache)
+
+    def everything_settings(self) -> EverythingSettings:
+        """Segment-everything settings that suit this model on its device."""
+        return settings_for(self.used, on_gpu=self.model.device.type == "cuda")
+
+
+def fallback_banner(requested: str, used: str, reason: str) -> str:
+    """The warning shown when ``requested`` could not be loaded and ``used`` serves instead."""
+    fix = (
+        "To fix it, pass a checkpoint: `python app.py --model /path/to/model.safetensors` "
+        "(Meta's weights: model.safetensors from https://huggingface.co/facebook/sam-vit-base)."
+    )
+    if used == FALLBACK_MODEL:
+        return (
+            f"⚠️ **Could not load `{requested}`**: {reason}\n\n"
+            f"**Running a randomly initialised `{FALLBACK_MODEL}` model instead: it is untrained "
+            f"and its masks are meaningless.** {fix}"
+        )
+    return (
+        f"⚠️ **Could not load `{requested}`**: {reason}\n\n"
+        f"Running the bundled `{used}` model instead (small, trained on synthetic shapes only). "
+        f"{fix}"
+    )
+
+
+def load_with_fallback(
+    name: str, device: str | None = None, precision: str = "auto", loader: Loader = load_sam
+) -> LoadedModel:
+    """``name``, else the bundled demo model, else a random test model; never raises for a
+    missing or unreadable checkpoint."""
+    try:
+        model = loader(name, device=device, precision=precision)
+        return LoadedModel(name, name, model, EmbeddingCache())
+    except CheckpointError as error:
+        reason = str(error)
+    log.warning("could not load %s: %s", name, reason)
+    if name != "demo":
+        try:
+            model = loader("demo", device=device, precision=precision)
+            return LoadedModel(
+                name, "demo", model, EmbeddingCache(), fallback_banner(name, "demo", reason)
+            )
+        except CheckpointError as error:
+            log.warning("could not load the demo model either: %s", error)
+    model = build_sam(FALLBACK_MODEL).eval()
+    banner = fallback_banner(name, FALLBACK_MODEL, reason)
+    return LoadedModel(name, FALLBACK_MODEL, model, EmbeddingCache(), banner)
+
+
+class ModelShelf:
+    """Models loaded on demand and shared by every session; keeps the latest few SAM models,
+    and the CLIP models for text prompts, loaded when text is first used."""
+
+    def __init__(
+        self,
+        device: str | None = None,
+        precision: str = "auto",
+        loader: Loader = load_sam,
+        capacity: int = LOADED_MODELS_KEPT,
+        clip_loader: ClipLoader = load_text_model,
+    ) -> None:
+        self.device, self.precision = device, precision
+        self.loader, self.capacity = loader, capacity
+        self.text_models = TextModels(clip_loader)
+        self._models: LRUCache[LoadedModel] = LRUCache(capacity)
+
+    def text_model_for(self, loaded: LoadedModel) -> Callable[[], TextModel]:
+        """What a session calls, on its first text prompt, to get the CLIP for ``loaded``."""
+        kind = clip_kind(loaded.used)
+        return lambda: self.text_models.get(kind)
+
+    def get(self, name: str) -> LoadedModel:
+        """The model ``name`` (loaded once, under the shelf's lock, while it stays on the
+        shelf)."""
+        return self._models.get_or_create(
+            name, lambda: load_with_fallback(name, self.device, self.precision, self.loader)
+        )

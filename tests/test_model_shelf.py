@@ -1,0 +1,89 @@
+"""The model shelf: SAM models loaded once and shared, with a fallback and a banner when the one
+asked for cannot be loaded; the CLIP that serves text prompts with each, loaded on first use."""
+
+from __future__ import annotations
+
+import pytest
+
+from prompts import model_shelf
+from prompts.clip_model import ClipLoadError, create_random_clip
+from prompts.model_shelf import ModelShelf, TextModels, load_with_fallback
+from prompts.text_prompter import TextModel
+from sam import CheckpointError, build_sam
+
+
+@pytest.fixture(scope="module")
+def random_clip():
+    return create_random_clip(seed=0)
+
+
+def test_falls_back_to_a_random_model_with_a_banner():
+    def offline(name, **_):
+        raise CheckpointError(f"could not get {name}: offline")
+
+    loaded = load_with_fallback("vit_b", loader=offline)
+    assert loaded.used == "vit_test" and loaded.requested == "vit_b"
+    assert "randomly initialised" in loaded.banner and "meaningless" in loaded.banner
+    assert "--model /path/to/model.safetensors" in loaded.banner
+    assert "could not get vit_b: offline" in loaded.banner
+
+
+def test_falls_back_to_the_demo_model_when_it_exists(tiny_sam):
+    def only_demo(name, **_):
+        if name != "demo":
+            raise CheckpointError("offline")
+        return tiny_sam
+
+    loaded = load_with_fallback("vit_h", loader=only_demo)
+    assert loaded.used == "demo" and "bundled `demo`" in loaded.banner
+    assert load_with_fallback("demo", loader=only_demo).banner == ""
+
+
+def test_shelf_loads_each_model_once():
+    calls = []
+
+    def loader(name, **_):
+        calls.append(name)
+        return build_sam("vit_test")
+
+    shelf = ModelShelf(loader=loader, capacity=1)
+    assert shelf.get("a") is shelf.get("a") and calls == ["a"]
+    shelf.get("b")
+    shelf.get("a")
+    assert calls == ["a", "b", "a"]  # capacity 1: "a" was dropped for "b"
+
+
+def test_which_clip_serves_which_model(monkeypatch, tmp_path, random_clip):
+    assert model_shelf.clip_kind("demo") == model_shelf.clip_kind("x.safetensors") == "demo"
+    assert {model_shelf.clip_kind(m) for m in ("vit_b", "vit_l", "vit_h")} == {"default"}
+    monkeypatch.setattr(model_shelf, "DEMO_CLIP_CHECKPOINT", tmp_path / "absent.safetensors")
+    monkeypatch.setattr(model_shelf, "create_random_clip", lambda *_: random_clip)
+    model = model_shelf.load_text_model("demo")
+    assert model.clip is random_clip and "untrained" in model.note
+
+    def offline(*_, **__):
+        raise ClipLoadError("could not load CLIP model: offline")
+
+    monkeypatch.setattr(model_shelf, "load_clip", offline)
+    with pytest.raises(ClipLoadError, match="Text prompts need the CLIP model ViT-B-16") as info:
+        model_shelf.load_text_model("default")
+    assert "keep working" in str(info.value) and "offline" in str(info.value)
+
+
+def test_a_failed_clip_load_is_remembered_not_retried_on_every_request(random_clip):
+    calls = []
+
+    def flaky(kind):
+        calls.append(kind)
+        if len(calls) == 1:
+            raise ClipLoadError("offline")
+        return TextModel(random_clip)
+
+    models = TextModels(flaky, retry_after_s=3600)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="offline"):
+            models.get("demo")
+    assert calls == ["demo"]
+    models.retry_after_s = 0.0
+    assert models.get("demo").clip is random_clip and models.get("demo") is models.get("demo")
+    assert calls == ["demo", "demo"]
