@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sam import build_sam, optimize
 from sam.automatic.generator import AutomaticMaskGenerator
-from sam.weights.precision import resolve_precision
+from sam.weights.precision import apply_precision, resolve_precision
 from sam.weights.random_weights import randomize_weights
 from tests.reference import build_reference_sam
 
@@ -77,7 +77,7 @@ def main() -> None:
     reference = build_reference_sam(ours.config, ours.state_dict())
     auto_dtype = resolve_precision("auto", torch.device("cpu"))
     ours_auto = optimize(randomize_weights(build_sam(args.model), seed=0)).eval()
-    ours_auto.set_encoder_dtype(auto_dtype)
+    apply_precision(ours_auto, auto_dtype)
     image = sample_image()
     print(
         f"model {args.model} (random weights, fp32), image {image.shape[1]}x{image.shape[0]}, "

@@ -1,4 +1,4 @@
-"""Encoder and decoder speed, peak memory and bf16 fidelity: ours against the reference
+"""Encoder and decoder speed, peak memory and bf16/int8 fidelity: ours against the reference
 ``segment_anything`` package and transformers' ``SamModel``, on the same random vit_b weights.
 
     python benchmarks/bench_predictor.py [--model vit_b] [--repeats 3] [--device cuda]
@@ -21,7 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sam import SamPredictor, build_sam, optimize
-from sam.weights.precision import resolve_precision
+from sam.fast.int8 import quantize_encoder
+from sam.weights.precision import apply_precision, resolve_precision
 from sam.weights.random_weights import randomize_weights
 from tests.reference import build_reference_sam, build_transformers_sam
 
@@ -73,7 +74,7 @@ def encode_once(which: str, model_name: str) -> None:
         predictor = ReferencePredictor(build_reference_sam(model.config, model.state_dict()))
         del model
     else:
-        optimize(model).set_encoder_dtype(resolve_precision("auto", torch.device("cpu")))
+        apply_precision(optimize(model), resolve_precision("auto", torch.device("cpu")))
         predictor = SamPredictor(model)
     with torch.no_grad():
         predictor.set_image(sample_image())
@@ -157,7 +158,11 @@ def main() -> None:
     hf_model = build_transformers_sam(ours.config, state_dict).to(device)
     auto_dtype = resolve_precision("auto", device)
     ours_auto = optimize(randomize_weights(build_sam(args.model), seed=0)).to(device)
-    ours_auto.set_encoder_dtype(auto_dtype)
+    apply_precision(ours_auto, auto_dtype)
+    ours_int8 = None
+    if device.type == "cpu":
+        ours_int8 = optimize(randomize_weights(build_sam(args.model), seed=0))
+        quantize_encoder(ours_int8)
 
     side = ours.config.image_size
     pixels = reference.preprocess(torch.rand(3, side, side, device=device) * 255)[None]
@@ -177,6 +182,8 @@ def main() -> None:
                 lambda: ours_auto.encode_image(pixels), args.repeats
             ),
         }
+        if ours_int8 is not None:
+            encoder["ours int8"] = timed(lambda: ours_int8.encode_image(pixels), args.repeats)
     base, hf_time = encoder["reference fp32"], encoder["transformers fp32"]
     print("\nimage encoder, one 1024x1024 image (median seconds)")
     for name, seconds in encoder.items():
@@ -216,11 +223,15 @@ def main() -> None:
             f"  {name + ' (decoder only)':28s} {decoder_only_ms(predictors[name], model):7.1f} ms"
         )
 
-    # Fidelity of the fast path: same weights, same image, fp32 vs auto.
+    # Fidelity of the reduced-precision paths: same weights, same image, against fp32.
     if auto_dtype == torch.float32:
         print("\nprecision 'auto' is fp32 here: no reduced-precision path to check")
     else:
         report_fidelity(predictors["ours"], ours, image, label, auto_dtype)
+    if ours_int8 is not None:
+        int8_predictor = SamPredictor(ours_int8)
+        int8_predictor.set_image(image)
+        report_fidelity(int8_predictor, ours, image, label, "int8")
 
     if device.type == "cuda":
         gpu_peak_memory_mb(

@@ -32,12 +32,18 @@ def test_emulated_precision_on_cpu_warns(monkeypatch):
         assert resolve_precision("auto", cpu) == torch.float32  # auto never picks emulation
 
 
-def test_auto_on_cpu_follows_native_bf16(monkeypatch):
-    cpu = torch.device("cpu")
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    assert resolve_precision("auto", cpu) == torch.bfloat16
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
-    assert resolve_precision("auto", cpu) == torch.float32
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"avx2", "avx512_vnni", "avx512_bf16"}, torch.qint8),  # int8 dot products first
+        ({"avx2", "avx_vnni"}, torch.qint8),
+        ({"avx2", "avx512_bf16"}, torch.bfloat16),
+        ({"avx2", "fma"}, torch.float32),
+    ],
+)
+def test_auto_on_cpu_follows_the_cpus_instructions(monkeypatch, flags, expected):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    assert resolve_precision("auto", torch.device("cpu")) == expected
 
 
 def test_cpu_flag_detection_reads_cpuinfo():
@@ -49,7 +55,8 @@ def test_cpu_flag_detection_reads_cpuinfo():
 
 def test_bad_values():
     with pytest.raises(ValueError, match="precision"):
-        resolve_precision("int8", torch.device("cpu"))
+        resolve_precision("int4", torch.device("cpu"))
+    assert resolve_precision("int8", torch.device("cpu")) == torch.qint8
     with pytest.raises(ValueError, match="device"):
         resolve_device("banana")
     assert resolve_device("cpu") == torch.device("cpu")

@@ -181,7 +181,7 @@ def add_common_options(
     parser.add_argument(
         "--precision",
         default="auto",
-        help="image encoder precision: auto, fp32, bf16 or fp16 (default: auto)",
+        help="image encoder precision: auto, fp32, bf16, fp16 or int8 (CPU) (default: auto)",
     )
     if mask_files:
         parser.add_argument(

@@ -21,7 +21,8 @@ class FusedMLPBlock(MLPBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (
-            isinstance(self.act, nn.GELU)
+            type(self.lin1) is nn.Linear  # not a quantized stand-in (sam.fast.int8)
+            and isinstance(self.act, nn.GELU)
             and self.act.approximate == "none"
             and x.device.type == "cpu"
             and not needs_grad(x, *self.parameters())

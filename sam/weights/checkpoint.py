@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from sam.fast import optimize
 from sam.modeling.config import MODEL_CONFIGS, SamConfig
 from sam.modeling.sam import Sam, build_sam
-from sam.weights.precision import resolve_device, resolve_precision
+from sam.weights.precision import apply_precision, resolve_device, resolve_precision
 from sam.weights.transformers_keys import hf_to_original, is_hf_layout
 
 HUB_REPOS = {
@@ -53,7 +53,8 @@ def load_sam(
     bundled demo model), a local ``.safetensors``/``.pth`` file or folder in either layout, or a
     Hub repo id holding one. ``precision`` applies to the image encoder (see
     :func:`sam.weights.precision.resolve_precision`); the prompt encoder and decoder stay
-    float32. ``fast`` swaps in the faster equal modules of :func:`sam.fast.optimize`; without it
+    float32; "int8" quantizes the encoder's linear layers (CPU only, :mod:`sam.fast.int8`).
+    ``fast`` swaps in the faster equal modules of :func:`sam.fast.optimize`; without it
     the model is the plain one, Meta's code as written.
     """
     target_device = resolve_device(device)
@@ -68,7 +69,7 @@ def load_sam(
         raise CheckpointError(f"checkpoint {path} does not fit the model: {error}") from error
     if fast:
         optimize(model)
-    return model.to(target_device).set_encoder_dtype(encoder_dtype).eval()
+    return apply_precision(model.to(target_device).eval(), encoder_dtype)
 
 
 def resolve_checkpoint(

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from sam.fast.int8 import quantize_encoder
+from sam.modeling.sam import Sam
+
+# "int8" quantizes the encoder's linear layers (sam.fast.int8); its other tensors stay float32
+PRECISIONS = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "int8": torch.qint8,
+}
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -32,6 +41,8 @@ NATIVE_CPU_FLAGS = {
     torch.bfloat16: {"avx512_bf16", "amx_bf16"},
     torch.float16: {"avx512_fp16", "amx_fp16"},
 }
+# CPU flags of int8 dot-product instructions (without them int8 still runs, on AVX2's)
+INT8_DOT_PRODUCT_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
 
 
 @lru_cache(maxsize=1)
@@ -80,11 +91,16 @@ def _first_frame_outside_package() -> int:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """The encoder dtype for "auto" | "fp32" | "bf16" | "fp16" on ``device``.
+    """The encoder dtype for "auto" | "fp32" | "bf16" | "fp16" | "int8" on ``device``
+    (``torch.qint8`` for int8, which runs on the CPU only).
 
-    "auto": bf16 where the hardware has it natively (CUDA with bf16; CPUs with AVX512-BF16 or
-    AMX), fp16 on other CUDA GPUs, fp32 elsewhere.
+    "auto": on CUDA bf16 where the GPU has it, else fp16; on CPUs with int8 dot-product
+    instructions (VNNI, AMX) int8, which measured faster than bf16 there with masks as close to
+    fp32 (docs/benchmarks.md); else bf16 where the CPU has it natively (AVX512-BF16, AMX); else
+    fp32.
     """
+    if precision == "int8" and device.type != "cpu":
+        raise ValueError(f"precision 'int8' runs on the CPU only, not on {device}")
     if precision in PRECISIONS:
         warn_if_emulated(precision, device)
         return PRECISIONS[precision]
@@ -94,6 +110,16 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         )
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_flags() & INT8_DOT_PRODUCT_FLAGS:
+        return torch.qint8
     if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return torch.float32
+
+
+def apply_precision(model: Sam, dtype: torch.dtype) -> Sam:
+    """Run ``model``'s image encoder in ``dtype`` (from :func:`resolve_precision`): int8
+    quantizes its linear layers (:mod:`sam.fast.int8`), other dtypes cast it."""
+    if dtype == torch.qint8:
+        return quantize_encoder(model)
+    return model.set_encoder_dtype(dtype)
