@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.memory import fresh_process_peak_mb
 from sam import SamPredictor, build_sam, optimize
 from sam.fast.int8 import quantize_encoder
 from sam.io.masks import mask_iou
@@ -53,18 +53,8 @@ def sample_image() -> np.ndarray:
 
 def peak_memory_mb(which: str, model_name: str) -> float:
     """Peak resident memory of a fresh process that builds the model and encodes one image."""
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec.
-    code = (
-        "import sys; sys.path.insert(0, '.');"
-        "from benchmarks.bench_predictor import encode_once;"
-        f"encode_once({which!r}, {model_name!r});"
-        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
-    )
-    root = Path(__file__).resolve().parent.parent
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr)
-    return int(out.stdout.split()[-1]) / 1024
+    call = f"encode_once({which!r}, {model_name!r})"
+    return fresh_process_peak_mb(f"from benchmarks.bench_predictor import encode_once; {call}")
 
 
 def encode_once(which: str, model_name: str) -> None:

@@ -75,6 +75,39 @@ class PromptState:
             corners = (corner,)
         return replace(self, corners=corners, steps=(*self.steps, "corner"))
 
+    def with_points(self, points: object, labels: object) -> PromptState:
+        """Points [[x, y], ...] in pixels with labels [1 or 0, ...] (the API's form) added; None
+        for both adds none."""
+        if points is None and labels is None:
+            return self
+        coords = numbers(points, "points must be [[x, y], ...] in pixels")
+        values = numbers(labels, "labels must be [1 or 0, ...], one per point")
+        if coords.size and (coords.ndim != 2 or coords.shape[1] != 2):
+            raise ValueError(f"points must be [[x, y], ...], got shape {coords.shape}")
+        if len(coords) != values.size:
+            raise ValueError(
+                f"{len(coords)} points but {values.size} labels: give one label (1 foreground, "
+                "0 background) per point"
+            )
+        state = self
+        for (x, y), label in zip(coords.reshape(-1, 2), values.reshape(-1)):
+            state = state.add_point(x, y, int(label) if label in (0, 1) else label)
+        return state
+
+    def with_box(self, box: object) -> PromptState:
+        """A whole box [x0, y0, x1, y1] in pixels (the API's form), inside the image."""
+        values = numbers(box, "box must be [x0, y0, x1, y1] in pixels").reshape(-1)
+        height, width = self.image_size
+        if values.size != 4 or not np.isfinite(values).all():
+            raise ValueError(f"box must be [x0, y0, x1, y1] in pixels, got {values.tolist()}")
+        x0, y0, x1, y1 = values.tolist()
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise ValueError(
+                f"box {[round(v, 1) for v in values]} must lie inside the {width}x{height} image "
+                "with x0 < x1 and y0 < y1"
+            )
+        return replace(self, corners=((x0, y0), (x1, y1)), steps=(*self.steps, "corner", "corner"))
+
     def with_brush(self, mask_input: np.ndarray | None) -> PromptState:
         """Use a brush stroke (as a low-res mask_input, see :mod:`prompts.brush`)."""
         return replace(self, brush_input=mask_input, logits=None, steps=(*self.steps, "brush"))
@@ -83,7 +116,7 @@ class PromptState:
         """Describe the object in words (replaces the previous text; undo brings it back)."""
         text = " ".join(str(text).split())[:MAX_TEXT_CHARS]
         if not text:
-            raise ValueError('the text is empty: describe the object, e.g. "red circle"')
+            raise ValueError('the text is empty: describe the object, e.g. "red ellipse"')
         if len(self.texts) >= MAX_TEXTS:
             raise ValueError(f"at most {MAX_TEXTS} texts per object: undo or clear first")
         return replace(self, texts=(*self.texts, text), logits=None, steps=(*self.steps, "text"))
@@ -159,3 +192,11 @@ class PromptState:
                 f"click ({x:g}, {y:g}) is outside the {width}x{height} image "
                 f"(x must be in [0, {width}), y in [0, {height}))"
             )
+
+
+def numbers(values: object, expected: str) -> np.ndarray:
+    """JSON numbers (None: none) as a float64 array; ValueError saying ``expected`` otherwise."""
+    try:
+        return np.asarray([] if values is None else values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{expected}, got {values!r}"[:200]) from error

@@ -11,6 +11,7 @@ import numpy as np
 
 from sam import SamPredictor
 from sam.automatic.generator import AutomaticMaskGenerator
+from sam.weights.checkpoint import HUB_REPOS
 
 Record = dict[str, Any]  # one AutomaticMaskGenerator record with a "coco_rle" segmentation
 
@@ -45,8 +46,8 @@ SMALL_SETTINGS = EverythingSettings(
 
 
 def settings_for(model_name: str, on_gpu: bool = False) -> EverythingSettings:
-    """Settings for a SAM model name ("vit_b", "demo", a checkpoint path...)."""
-    if model_name in ("vit_b", "vit_l", "vit_h"):
+    """Settings for a SAM model name ("vit_b", "sam2.1_tiny", "demo", a checkpoint path...)."""
+    if model_name in HUB_REPOS:
         return GPU_HUB_SETTINGS if on_gpu else HUB_SETTINGS
     return SMALL_SETTINGS
 

@@ -24,13 +24,15 @@ from prompts.clip_model import (
     load_clip,
 )
 from prompts.everything import EverythingSettings, settings_for
+from prompts.hub_access import HubAccess, needs_hub
+from prompts.model_notice import FALLBACK_MODEL, serving_notice
 from prompts.text_prompter import DEMO_TEXT_OPTIONS, TextModel
 from sam import CheckpointError, EmbeddingCache, Sam, SamPredictor, build_sam, load_sam
 from sam.cache import LRUCache
+from sam.weights.checkpoint import HUB_REPOS
 
 log = logging.getLogger("sam.app")
 
-FALLBACK_MODEL = "vit_test"
 LOADED_MODELS_KEPT = 2
 RETRY_AFTER_S = 300.0  # a failed CLIP download is retried after this long, not on every request
 UNTRAINED_NOTE = (
@@ -50,8 +52,8 @@ ClipLoader = Callable[[ClipKind], TextModel]
 
 def clip_kind(sam_model: str) -> ClipKind:
     """The CLIP that goes with a SAM model name: the tiny one for the small models and for
-    checkpoint files of unknown size, ViT-B-16 for Meta's models."""
-    return "default" if sam_model in ("vit_b", "vit_l", "vit_h") else "demo"
+    checkpoint files of unknown size, ViT-B-16 for Meta's models (SAM and SAM 2.1)."""
+    return "default" if sam_model in HUB_REPOS else "demo"
 
 
 def load_text_model(kind: ClipKind) -> TextModel:
@@ -65,10 +67,11 @@ def load_text_model(kind: ClipKind) -> TextModel:
     try:
         return TextModel(load_clip(DEFAULT_MODEL, DEFAULT_PRETRAINED))
     except ClipLoadError as error:
+        log.warning("could not load CLIP %s (%s): %s", DEFAULT_MODEL, DEFAULT_PRETRAINED, error)
         raise ClipLoadError(
-            f"Text prompts need the CLIP model {DEFAULT_MODEL} ({DEFAULT_PRETRAINED}) from the "
-            f"Hugging Face Hub, which could not be loaded; clicks, boxes, brush and segment "
-            f"everything keep working. Details: {error}"
+            f"Text prompts need the CLIP model {DEFAULT_MODEL} from the Hugging Face Hub, which "
+            "could not be loaded: connect to the internet once, or choose the demo model; "
+            "clicks, boxes and the brush keep working."
         ) from error
 
 
@@ -109,14 +112,19 @@ class TextModels:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model ready to serve, with its shared embedding cache; ``banner`` says what went wrong
-    if it is not the one asked for (empty when it is)."""
+    """A model ready to serve, with its shared embedding cache; ``notice`` says which model
+    serves and, if it is not the one asked for, why and what to do."""
 
     requested: str
     used: str
     model: Sam
     cache: EmbeddingCache
-    banner: str = ""
+    notice: str = ""
+
+    @property
+    def fell_back(self) -> bool:
+        """True when another model serves than the one asked for."""
+        return self.used != self.requested
 
     def predictor(self) -> SamPredictor:
         """A new predictor (one per session) sharing this model's embedding cache."""
@@ -127,47 +135,32 @@ class LoadedModel:
         return settings_for(self.used, on_gpu=self.model.device.type == "cuda")
 
 
-def fallback_banner(requested: str, used: str, reason: str) -> str:
-    """The warning shown when ``requested`` could not be loaded and ``used`` serves instead."""
-    fix = (
-        "To fix it, pass a checkpoint: `python app.py --model /path/to/model.safetensors` "
-        "(Meta's weights: model.safetensors from https://huggingface.co/facebook/sam-vit-base)."
-    )
-    if used == FALLBACK_MODEL:
-        return (
-            f"⚠️ **Could not load `{requested}`**: {reason}\n\n"
-            f"**Running a randomly initialised `{FALLBACK_MODEL}` model instead: it is untrained "
-            f"and its masks are meaningless.** {fix}"
-        )
-    return (
-        f"⚠️ **Could not load `{requested}`**: {reason}\n\n"
-        f"Running the bundled `{used}` model instead (small, trained on synthetic shapes only). "
-        f"{fix}"
-    )
-
-
 def load_with_fallback(
-    name: str, device: str | None = None, precision: str = "auto", loader: Loader = load_sam
+    name: str,
+    device: str | None = None,
+    precision: str = "auto",
+    loader: Loader = load_sam,
+    hub: HubAccess | None = None,
 ) -> LoadedModel:
     """``name``, else the bundled demo model, else a random test model; never raises for a
-    missing or unreadable checkpoint."""
+    missing or unreadable checkpoint. A model from the Hub first asks ``hub`` whether it is
+    reachable (once per process), so that an offline machine falls back in seconds."""
+    offline = needs_hub(name) and (hub or HubAccess()).offline
     try:
         model = loader(name, device=device, precision=precision)
-        return LoadedModel(name, name, model, EmbeddingCache())
+        return LoadedModel(name, name, model, EmbeddingCache(), serving_notice(name, name))
     except CheckpointError as error:
-        reason = str(error)
-    log.warning("could not load %s: %s", name, reason)
+        log.warning("could not load %s: %s", name, error)
     if name != "demo":
         try:
             model = loader("demo", device=device, precision=precision)
-            return LoadedModel(
-                name, "demo", model, EmbeddingCache(), fallback_banner(name, "demo", reason)
-            )
+            notice = serving_notice(name, "demo", offline)
+            return LoadedModel(name, "demo", model, EmbeddingCache(), notice)
         except CheckpointError as error:
             log.warning("could not load the demo model either: %s", error)
     model = build_sam(FALLBACK_MODEL).eval()
-    banner = fallback_banner(name, FALLBACK_MODEL, reason)
-    return LoadedModel(name, FALLBACK_MODEL, model, EmbeddingCache(), banner)
+    notice = serving_notice(name, FALLBACK_MODEL, offline)
+    return LoadedModel(name, FALLBACK_MODEL, model, EmbeddingCache(), notice)
 
 
 class ModelShelf:
@@ -185,16 +178,36 @@ class ModelShelf:
         self.device, self.precision = device, precision
         self.loader, self.capacity = loader, capacity
         self.text_models = TextModels(clip_loader)
+        self.hub = HubAccess()
         self._models: LRUCache[LoadedModel] = LRUCache(capacity)
 
     def text_model_for(self, loaded: LoadedModel) -> Callable[[], TextModel]:
         """What a session calls, on its first text prompt, to get the CLIP for ``loaded``."""
         kind = clip_kind(loaded.used)
-        return lambda: self.text_models.get(kind)
+
+        def text_model() -> TextModel:
+            if kind == "default" and self.hub.offline:  # decided once, before any download
+                log.info("offline: open_clip's weights are looked for in the Hub cache only")
+            return self.text_models.get(kind)
+
+        return text_model
 
     def get(self, name: str) -> LoadedModel:
         """The model ``name`` (loaded once, under the shelf's lock, while it stays on the
         shelf)."""
-        return self._models.get_or_create(
-            name, lambda: load_with_fallback(name, self.device, self.precision, self.loader)
-        )
+        return self._models.get_or_create(name, lambda: self._load(name))
+
+    def _load(self, name: str) -> LoadedModel:
+        loaded = load_with_fallback(name, self.device, self.precision, self.loader, self.hub)
+        prewarm_decoder(loaded.model)
+        return loaded
+
+
+def prewarm_decoder(model: Sam) -> None:
+    """Export ``model``'s decoder for the page's instant mode in the background, so that the
+    first image's view does not wait seconds for it; SAM 2's decoder is not exported."""
+    from prompts.instant import FILES  # the page's static files; gradio is imported lazily
+    from sam.onnx_export import cached_decoder
+
+    if isinstance(model, Sam):
+        threading.Thread(target=cached_decoder, args=(model, FILES), daemon=True).start()

@@ -1,7 +1,7 @@
-"""What the page's events call: a new image, clicks, the brush, text, segment everything,
-accepting and downloading annotations, switching model, and the ``segment`` API endpoint. Plain
-methods on a :class:`Handlers`, so tests call them directly; errors become warning toasts that
-leave the person's prompts as they were."""
+"""What the page's events call: a new image, clicks, the candidate toggle, objects (new,
+select, rename, delete), the brush, text, segment everything, downloads, switching model. Plain
+methods on a :class:`Handlers`, so tests call them directly; bad input becomes one short warning
+that leaves the person's image, prompts and objects as they were."""
 
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
-from PIL import Image
 
 from prompts.annotations import coco_json_bytes, masks_zip_bytes, sa1b_files
 from prompts.brush import editor_mask
 from prompts.model_shelf import ModelShelf
-from prompts.render import iou_caption
+from prompts.objects import hex_colour
+from prompts.render import object_rows
 from prompts.session import ClickMode, Session
 from sam.io.images import read_image
 
@@ -44,26 +43,51 @@ def gpu_task(fn: Callable) -> Callable:
     return spaces.GPU(fn)
 
 
+def sentence(message: str) -> str:
+    """A message as the page shows it: capitalised, ending with a full stop."""
+    message = message.strip()
+    if not message:
+        return message
+    message = message[0].upper() + message[1:]
+    return message if message.endswith((".", "!", "?")) else message + "."
+
+
+def warn(error: Exception) -> None:
+    """One warning for the person: bad input says what to do; anything else is logged (with its
+    traceback, as it is a bug) and reported plainly."""
+    if isinstance(error, ValueError):
+        log.info("refused: %s", error)
+        gr.Warning(sentence(str(error)))
+    else:
+        log.exception("the page failed on an event")
+        gr.Warning("Something went wrong on the server; your work is kept. Try again.")
+
+
 def friendly(outputs: int) -> Callable:
-    """Turn a handler's errors into a warning toast (never a stack trace) and leave its
-    ``outputs`` outputs unchanged, so the person's prompts are kept."""
+    """Turn a handler's errors into a warning and leave its ``outputs`` outputs unchanged, so
+    the person's work is kept."""
 
     def decorate(handler: Callable) -> Callable:
         @functools.wraps(handler)
         def wrapper(*args, **kwargs):
             try:
                 return handler(*args, **kwargs)
-            except ValueError as error:  # bad input: the message says what to do
-                gr.Warning(str(error))
             except Exception as error:
-                log.exception("handler %s failed", handler.__name__)
-                gr.Warning(f"Something went wrong ({type(error).__name__}: {error}).")
+                warn(error)
             skipped = tuple(gr.skip() for _ in range(outputs))
             return skipped if outputs > 1 else skipped[0]
 
         return wrapper
 
     return decorate
+
+
+def file_path(value: str | dict | None) -> str | None:
+    """An uploaded file's path, from an event that takes the file unprocessed (a FileData
+    dict) or from a direct call (a path)."""
+    if isinstance(value, dict):
+        return value.get("path")
+    return None if value is None else str(value)
 
 
 def require_image(session: Session | None) -> Session:
@@ -74,36 +98,48 @@ def require_image(session: Session | None) -> Session:
 
 
 def session_views(session: Session | None) -> tuple:
-    """(session, canvas, candidates gallery, annotations table, status text) after an edit."""
-    if session is None:
-        return None, None, [], annotation_rows(None), ""
-    return session, session.canvas(), session.gallery(), annotation_rows(session), session.status
-
-
-def annotation_rows(session: Session | None) -> list[list]:
-    if session is None:
-        return []
-    return [[a.annotation_id, a.label, a.area, round(a.score, 3)] for a in session.annotations]
-
-
-def optional_array(values: list | None, dtype: type) -> np.ndarray | None:
-    """JSON from the API as an array; None or [] as None."""
-    if values is None or (isinstance(values, list) and not values):
-        return None
-    try:
-        return np.asarray(values, dtype=dtype)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"expected a list of numbers, got {values!r}") from error
+    """(session, image, candidate toggle, object choice, object list, status, label)."""
+    if session is None or session.image is None:
+        return (
+            session,
+            gr.skip(),
+            gr.Radio(choices=[], value=None),
+            gr.Radio(choices=[], value=None),
+            object_rows([]),
+            "" if session is None else session.status,
+            gr.skip(),
+        )
+    here = session.objects.on_image(session.image_id)
+    choices = [(f"#{o.object_id} {o.label}", o.object_id) for o in here]
+    active = session.active_id if session.objects.get(session.active_id) else None
+    rows = [
+        (hex_colour(o.colour), f"#{o.object_id} {o.label}", o.area, o.score, o.object_id == active)
+        for o in here
+    ]
+    others = len(session.objects.items) - len(here)
+    listing = object_rows(rows)
+    if others:
+        listing += f'<p class="objects-elsewhere">and {others} on earlier images</p>'
+    return (
+        session,
+        session.canvas(),
+        gr.Radio(choices=session.candidate_choices(), value=session.current),
+        gr.Radio(choices=choices, value=active),
+        listing,
+        session.status,
+        session.label,
+    )
 
 
 class Handlers:
     """What the page's events call; plain methods, so tests can call them directly."""
 
-    VIEWS = 5  # outputs of session_views
+    VIEWS = 7  # outputs of session_views
 
     def __init__(self, shelf: ModelShelf, default_model: str) -> None:
         self.shelf = shelf
         self.default_model = default_model
+        self.menu: tuple[str, ...] = ()  # the Model menu's names (the page sets them)
 
     def new_session(self, model_name: str) -> Session:
         loaded = self.shelf.get(model_name)
@@ -113,41 +149,84 @@ class Handlers:
             everything_settings=loaded.everything_settings(),
         )
 
-    @friendly(VIEWS + 1)
     @gpu_task
     def image(
         self,
-        path: str | None,
+        path: str | dict | None,
         session: Session | None,
         model_name: str,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way of asking for it)
     ) -> tuple:
-        """A new image: encode it (cached) and clear the prompts; also show it in the brush tab."""
-        if path is None:
-            if session is not None:
-                session.forget_image()
-            return (*session_views(session), None)
-        image = read_image(path)
-        progress(0.1, desc="Loading the model")
-        session = session or self.new_session(model_name)
-        progress(0.4, desc="Encoding the image")
-        session.set_image(image, file_name=Path(path).name)
+        """A new image: encode it (cached) and start a new object on it; also show it in the
+        brush tab. A file that cannot be used gets a warning, and the picture shown goes back
+        to the session's, so nothing is lost."""
+        path = file_path(path)
+        try:
+            if path is None:
+                raise ValueError("no image came through: upload a PNG, JPEG or WebP file")
+            image = read_image(path)
+            progress(0.1, desc="Loading the model")
+            session = session or self.new_session(model_name)
+            progress(0.4, desc="Encoding the image")
+            session.set_image(image, file_name=Path(path).name)
+        except Exception as error:
+            warn(error)
+            return self.restore(None, session)
         progress(1.0, desc="Ready")
-        return (*session_views(session), image)
+        return (*session_views(session), image, None)
+
+    def restore(self, value: object, session: Session | None) -> tuple:
+        """The image was emptied without a new one (a file over the size limit, refused in the
+        browser): show the session's picture again. Views, brush background, everything view."""
+        if value is not None or session is None or session.image is None:
+            return tuple(gr.skip() for _ in range(self.VIEWS + 2))
+        return (*session_views(session), gr.skip(), gr.skip())
 
     @friendly(VIEWS)
     @gpu_task  # runs the mask decoder
     def click(self, session: Session | None, mode: str, event: gr.SelectData) -> tuple:
-        """A click on the canvas: a point or a box corner, then predict."""
+        """A click on the image: a point or a box corner of the active object, then predict."""
         x, y = event.index
+        return self.click_at(session, x, y, mode)
+
+    @friendly(VIEWS)
+    @gpu_task
+    def click_at(self, session: Session | None, x: float, y: float, mode: str) -> tuple:
+        """A click at pixel (x, y), as the page's API gives it."""
         require_image(session).click(x, y, CLICK_MODES.get(mode, "foreground"))
         return session_views(session)
 
     @friendly(VIEWS)
-    @gpu_task  # runs the mask decoder
-    def pick(self, session: Session | None, event: gr.SelectData) -> tuple:
-        """Choosing a candidate in the gallery makes it current."""
-        require_image(session).pick(int(event.index))
+    def pick(self, session: Session | None, index: int | None) -> tuple:
+        """The candidate toggle: candidate ``index`` (0 = best) becomes the object's mask."""
+        if index is None:
+            return session_views(session)
+        require_image(session).pick(int(index))
+        return session_views(session)
+
+    @friendly(VIEWS)
+    def select_object(self, session: Session | None, object_id: int | None) -> tuple:
+        """Choose an object of this image to refine."""
+        if object_id is not None:
+            require_image(session).select_object(int(object_id))
+        return session_views(session)
+
+    @friendly(VIEWS)
+    def new_object(self, session: Session | None, label: str | None) -> tuple:
+        """Keep the active object and start the next one."""
+        require_image(session).new_object(label or "")
+        return session_views(session)
+
+    @friendly(VIEWS)
+    def rename(self, session: Session | None, label: str | None) -> tuple:
+        if session is None or session.image is None:
+            return session_views(session)
+        session.rename(label or "")
+        return session_views(session)
+
+    @friendly(VIEWS)
+    def delete_object(self, session: Session | None) -> tuple:
+        require_image(session).delete_object()
         return session_views(session)
 
     @friendly(VIEWS)
@@ -179,7 +258,7 @@ class Handlers:
         text: str | None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> tuple:
-        """A text prompt: CLIP finds the object, SAM segments it; clicks then refine it. The
+        """A text prompt: CLIP finds the object, SAM segments it; clicks then change it. The
         first text loads CLIP (a download for Meta's models)."""
         progress(0.1, desc="Finding the text (the first one loads CLIP)")
         require_image(session).text(text or "")
@@ -208,38 +287,31 @@ class Handlers:
         label: str | None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> tuple:
-        """Semi-automatic annotation: add segment everything's confident masks to the list."""
+        """Semi-automatic annotation: add segment everything's confident masks as objects."""
         session = require_image(session)
         if not session.everything:
             progress(0.1, desc="Segment everything")
-        added = session.prefill(label or "")
-        gr.Info(f"Pre-filled {len(added)} masks")
+        session.prefill(label or "")
         return (*session_views(session), session.everything_canvas())
-
-    @friendly(VIEWS)
-    def accept(self, session: Session | None, label: str) -> tuple:
-        annotation = require_image(session).accept(label or "")
-        gr.Info(f"Accepted #{annotation.annotation_id} '{annotation.label}'")
-        return session_views(session)
 
     @friendly(1)
     def export(self, session: Session | None) -> list[str]:
-        """Write the annotations as SA-1B JSON (one file per image), COCO JSON and a zip of PNG
+        """Write every object as SA-1B JSON (one file per image), COCO JSON and a zip of PNG
         masks; return their paths."""
-        if session is None or not session.annotations:
-            raise ValueError("nothing to download yet: accept a mask first")
+        annotations = [] if session is None else session.annotations()
+        if not annotations:
+            raise ValueError("nothing to download yet: segment an object first")
         folder = Path(tempfile.mkdtemp(prefix="sam_annotations_"))
         coco = folder / "annotations_coco.json"
-        coco.write_bytes(coco_json_bytes(session.images, session.annotations))
+        coco.write_bytes(coco_json_bytes(session.images, annotations))
         masks = folder / "masks.zip"
-        masks.write_bytes(masks_zip_bytes(session.annotations))
+        masks.write_bytes(masks_zip_bytes(annotations))
         paths = [str(coco), str(masks)]
-        for name, payload in sa1b_files(session.images, session.annotations).items():
+        for name, payload in sa1b_files(session.images, annotations).items():
             (folder / name).write_bytes(payload)
             paths.append(str(folder / name))
         return paths
 
-    @friendly(VIEWS + 1)
     @gpu_task
     def model(
         self,
@@ -247,51 +319,30 @@ class Handlers:
         session: Session | None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> tuple:
-        """Switch this session's model (loaded once for everybody); re-encode the image."""
-        progress(0.1, desc=f"Loading {model_name}")
-        loaded = self.shelf.get(model_name)
-        if session is not None:
-            progress(0.5, desc="Encoding the image")
-            session.set_predictor(
-                loaded.predictor(),
-                self.shelf.text_model_for(loaded),
-                loaded.everything_settings(),
-            )
-        else:
-            session = self.new_session(model_name)
-        if loaded.banner:
-            gr.Warning(f"Could not load {model_name}; see the banner.")
-        return (*session_views(session), loaded.banner)
-
-    @gpu_task
-    def segment(
-        self,
-        image: str,
-        points: list | None = None,
-        labels: list | None = None,
-        box: list | None = None,
-        text: str | None = None,
-    ) -> tuple[list[tuple[str, str]], list[float], str]:
-        """API: an image file and prompts -> the three masks (PNG, best first), their predicted
-        IoUs, and a message (what the text found; empty without text). points: [[x, y], ...] in
-        pixels; labels: [1 or 0, ...]; box: [x0, y0, x1, y1]; text: what to segment ("red
-        circle"), combined with the points and box. A text that is not found gives no masks."""
+        """Switch this session's model (loaded once for everybody); re-encode the image. The
+        menu then shows the model that serves, the notice says which and why."""
         try:
-            session = self.new_session(self.default_model)
-            session.set_image(read_image(image))
-            session.predict(
-                optional_array(points, np.float32),
-                optional_array(labels, np.int32),
-                optional_array(box, np.float32),
-                None if text is None or text == "" else text,
-            )
-        except (ValueError, TypeError) as error:
-            raise gr.Error(str(error)) from error
-        folder = Path(tempfile.mkdtemp(prefix="sam_segment_"))
-        masks = []
-        clip_scores = session.clip_scores or [None] * len(session.candidates)
-        for rank, (candidate, clip_score) in enumerate(zip(session.candidates, clip_scores)):
-            path = folder / f"mask_{rank}.png"
-            Image.fromarray(candidate.mask.astype(np.uint8) * 255).save(path)
-            masks.append((str(path), iou_caption(candidate.score, clip_score)))
-        return masks, [c.score for c in session.candidates], session.status
+            progress(0.1, desc=f"Loading {model_name}")
+            loaded = self.shelf.get(model_name)
+            if session is not None:
+                progress(0.5, desc="Encoding the image")
+                session.set_predictor(
+                    loaded.predictor(),
+                    self.shelf.text_model_for(loaded),
+                    loaded.everything_settings(),
+                )
+            else:
+                session = self.new_session(model_name)
+        except Exception as error:
+            warn(error)
+            return tuple(gr.skip() for _ in range(self.VIEWS + 3))
+        if loaded.fell_back:
+            gr.Warning(f"{model_name} could not be loaded: see the notice above the image.")
+        menu = gr.Dropdown(choices=model_choices(loaded.used, self.menu), value=loaded.used)
+        return (*session_views(session), menu, loaded.notice, None)
+
+
+def model_choices(serving: str, menu: tuple[str, ...]) -> list[str]:
+    """The Model menu: ``menu``, plus the model serving if it is another (a checkpoint file, or
+    the untrained test model)."""
+    return list(menu) if serving in menu else [serving, *menu]

@@ -1,40 +1,49 @@
-"""One person's work on the page: the image, its prompts (clicks, box, brush, text), the ranked
-candidate masks, segment everything, and the accepted annotations. Knows the predictor's and the
-text prompter's public methods, nothing of Gradio or the models' insides."""
+"""One person's work on the page: the image, the objects segmented on it (each kept with its
+own colour, label, mask and prompts), the object being refined (its prompts and ranked
+candidates), and segment everything. Knows the predictor's and the text prompter's public
+methods, nothing of Gradio or the models' insides."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from prompts.annotations import AnnotatedImage, Annotation
 from prompts.brush import mask_to_mask_input
 from prompts.clicks import BACKGROUND, FOREGROUND, PromptState
 from prompts.everything import EverythingSettings, Record, confident, segment_everything
-from prompts.render import candidate_views, colour_masks, draw_prompts
+from prompts.objects import (
+    MAX_OBJECTS,
+    KeptObject,
+    ObjectList,
+    clean_label,
+    duplicates,
+    object_colour,
+)
+from prompts.render import candidate_choices, colour_masks, draw_canvas
+from prompts.text_clicks import segment_text_with_clicks
 from prompts.text_prompter import TextModel, TextPrompter
 from sam import Candidate, SamPredictor
 from sam.io.masks import mask_box, rle_to_mask
-from sam.io.overlay import overlay_mask
 
 ClickMode = Literal["foreground", "background", "box"]
-MAX_ANNOTATIONS = 200
-THUMBNAIL_SIDE = 512
-DUPLICATE_IOU = 0.5  # a pre-filled mask this close to an annotation already there is skipped
 
 
 @dataclass
 class Session:
     """Every edit either succeeds as a whole or raises ValueError leaving the session as it
-    was, so a refused click never loses the other prompts."""
+    was, so a refused click never loses the other prompts or objects.
+
+    The object being refined is ``active_id``: its ``prompts`` and ranked ``candidates`` (the
+    ``current`` one is its mask); each prediction keeps it in ``objects`` too."""
 
     predictor: SamPredictor
     text_model: Callable[[], TextModel] | None = None  # called once, when text is first used
     everything_settings: EverythingSettings = field(default_factory=EverythingSettings)
+    max_objects: int = MAX_OBJECTS
     image: np.ndarray | None = None
     prompts: PromptState | None = None
     candidates: list[Candidate] = field(default_factory=list)
@@ -43,30 +52,34 @@ class Session:
     status: str = ""  # what the latest text prompt or segment everything found
     everything: list[Record] = field(default_factory=list)  # segment everything, largest first
     images: list[AnnotatedImage] = field(default_factory=list)
-    annotations: list[Annotation] = field(default_factory=list)
-    max_annotations: int = MAX_ANNOTATIONS
+    active_id: int = 0
+    label: str = "object"
+    objects: ObjectList = field(init=False)
     _text_prompter: TextPrompter | None = field(default=None, repr=False)
     _text_note: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        self.objects = ObjectList(self.max_objects)
 
     # -- image and model ------------------------------------------------------------------------
 
     def set_image(self, image: np.ndarray, file_name: str = "image.png") -> None:
-        """Encode a new image (cached by content) and start with no prompts."""
+        """Encode a new image (cached by content) and start a new object on it; the objects of
+        earlier images are kept for download."""
         self.predictor.set_image(image)
         self.image = image
-        self.prompts = PromptState(image.shape[:2])
-        self.candidates, self.clip_scores, self.current = [], None, None
-        self.status, self.everything = "", []
+        self.everything = []
         image_id = self.images[-1].image_id + 1 if self.images else 1
-        annotated = {a.image_id for a in self.annotations}
-        self.images = [i for i in self.images if i.image_id in annotated]  # bounded as they are
+        used = {o.image_id for o in self.objects.items}
+        self.images = [i for i in self.images if i.image_id in used]  # bounded as objects are
         self.images.append(AnnotatedImage(image_id, file_name, *image.shape[:2]))
+        self.new_object()
+        height, width = image.shape[:2]
+        self.status = f"Ready: {width}×{height} pixels. Click on an object."
 
-    def forget_image(self) -> None:
-        """No image (the annotations stay)."""
-        self.predictor.reset_image()
-        self.image, self.prompts, self.candidates, self.current = None, None, [], None
-        self.clip_scores, self.status, self.everything = None, "", []
+    @property
+    def image_id(self) -> int:
+        return self.images[-1].image_id if self.images else 0
 
     def set_predictor(
         self,
@@ -74,15 +87,69 @@ class Session:
         text_model: Callable[[], TextModel] | None = None,
         everything_settings: EverythingSettings | None = None,
     ) -> None:
-        """Switch model: re-encode the image and predict again from the same prompts."""
+        """Switch model: re-encode the image and predict the active object again from its
+        prompts (the other objects keep their masks)."""
         if self.image is not None:
             predictor.set_image(self.image)
         self.predictor = predictor
         self.text_model, self._text_prompter = text_model, None
         self.everything_settings = everything_settings or self.everything_settings
         self.everything = []
-        if self.prompts is not None:
+        if self.prompts is not None and not self.prompts.is_empty:
             self._predict(self.prompts.with_logits(None))
+
+    # -- objects --------------------------------------------------------------------------------
+
+    def new_object(self, label: str = "") -> None:
+        """Start the next object (the active one stays, with its mask); an active object with no
+        mask yet is simply renamed."""
+        self._require_image()
+        if self.objects.get(self.active_id) is not None or not self.active_id:
+            self.active_id = self.objects.next_id()
+        self.label = clean_label(label)
+        self.prompts = PromptState(self.image.shape[:2])
+        self.candidates, self.clip_scores, self.current = [], None, None
+        self.status = f"New object #{self.active_id}: click on it."
+
+    def select_object(self, object_id: int) -> None:
+        """Make a kept object of this image the one refined by the next clicks."""
+        kept = self.objects.get(object_id)
+        if kept is None or kept.image_id != self.image_id:
+            raise ValueError(f"there is no object #{object_id} on this image")
+        mask = kept.mask
+        if kept.logits is not None:
+            logits = kept.logits.astype(np.float32)
+        else:  # pre-filled: its mask becomes the mask prompt
+            logits = mask_to_mask_input(mask, self._mask_input_side())
+        prompts = kept.prompts or PromptState(self.image.shape[:2])
+        self.active_id, self.label = kept.object_id, kept.label
+        self.prompts = prompts.with_logits(logits)
+        self.candidates = [Candidate(mask, kept.score, logits, 0)]
+        self.clip_scores = None if kept.clip_score is None else [kept.clip_score]
+        self.current = 0
+        self.status = f"Refining #{kept.object_id} {kept.label}: click to add or remove parts."
+
+    def rename(self, label: str) -> None:
+        """Label the active object."""
+        self.label = clean_label(label)
+        kept = self.objects.get(self.active_id)
+        if kept is not None:
+            self.objects.put(kept.renamed(self.label))
+
+    def delete_object(self, object_id: int | None = None) -> None:
+        """Delete an object (the active one by default) and start a new one."""
+        object_id = self.active_id if object_id is None else object_id
+        if self.objects.get(object_id) is None:
+            raise ValueError(f"there is no object #{object_id} to delete")
+        self.objects.remove(object_id)
+        if object_id == self.active_id:
+            self.active_id = 0
+            self.new_object()
+        self.status = f"Deleted object #{object_id}."
+
+    def annotations(self) -> list[Annotation]:
+        """Every object with its mask, of every image, for export."""
+        return self.objects.annotations()
 
     # -- prompts --------------------------------------------------------------------------------
 
@@ -104,29 +171,32 @@ class Session:
             raise ValueError("nothing is painted: paint over the object with the brush first")
         if mask.shape != prompts.image_size:
             raise ValueError(f"brush mask is {mask.shape} but the image is {prompts.image_size}")
-        side = self._mask_input_side()
-        prompts = prompts.with_brush(mask_to_mask_input(mask, side))
+        prompts = prompts.with_brush(mask_to_mask_input(mask, self._mask_input_side()))
         box = mask_box(mask)
         if use_box and box is not None and box[0] < box[2] and box[1] < box[3]:
             prompts = prompts.add_corner(box[0], box[1]).add_corner(box[2], box[3])
         self._predict(prompts)
 
     def text(self, text: str) -> None:
-        """Describe the object in words; clicks and a box given before or after refine it
-        (positive points extend, negative points cut, a box restricts)."""
+        """Describe the object in words; clicks and a box given before or after change it
+        (positive clicks add the objects under them, negative ones cut, a box restricts)."""
         self._predict(self._require_prompts().with_text(text))
+        if self.label == "object" and self.prompts.text:  # unnamed: the text names it
+            self.rename(self.prompts.text)
 
     def pick(self, index: int) -> None:
-        """Make candidate ``index`` (0 = best) current: the next click refines it."""
+        """Make candidate ``index`` (0 = best) the object's mask: the next click refines it."""
         if not 0 <= index < len(self.candidates):
-            raise ValueError(f"no candidate {index}: there are {len(self.candidates)}")
+            raise ValueError(f"no candidate {index + 1}: there are {len(self.candidates)}")
         self.current = index
         self.prompts = self._require_prompts().with_logits(self.candidates[index].low_res_logits)
+        self._keep()
 
     def undo(self) -> None:
         self._predict(self._require_prompts().undo())
 
     def clear(self) -> None:
+        """No prompts on the active object (which leaves the list until it has a mask again)."""
         self._predict(self._require_prompts().clear())
 
     def predict(
@@ -136,55 +206,65 @@ class Session:
         box: np.ndarray | None = None,
         text: str | None = None,
     ) -> list[Candidate]:
-        """Explicit prompts (the API): points (N, 2) xy pixels, labels (N,) 1/0, box (4,) XYXY,
-        text -> the candidates, best predicted IoU first (also kept as the session's); the
-        clicked prompts are left as they were."""
-        self._require_prompts()
-        candidates, clip_scores, status = [], None, ""
+        """Explicit prompts (the API): points (N, 2) xy pixels inside the image, labels (N,)
+        1/0, box (4,) XYXY, text -> the candidates, best predicted IoU first (also kept as the
+        session's); the objects are left as they were."""
+        prompts = self._require_prompts().clear().with_points(points, labels)
+        if box is not None:
+            prompts = prompts.with_box(box)
         if text is not None:
-            candidates, clip_scores, status = self._predict_text(text, points, labels, box)
-        elif points is not None or labels is not None or box is not None:
-            candidates = self.predictor.predict_ranked(points, labels, box)
-        self.candidates, self.clip_scores, self.status = candidates, clip_scores, status
-        self.current = 0 if candidates else None
-        return candidates
+            prompts = prompts.with_text(text)
+        if prompts.is_empty:
+            raise ValueError("no prompt: give points, a box or a text")
+        self.candidates, self.clip_scores, self.status = self._candidates(prompts)
+        self.current = 0 if self.candidates else None
+        return self.candidates
 
     def _predict(self, prompts: PromptState) -> None:
-        candidates, clip_scores, status = [], None, ""
-        if prompts.text is not None:
-            args = prompts.predictor_args()
-            candidates, clip_scores, status = self._predict_text(
-                prompts.text, args["point_coords"], args["point_labels"], args["box"]
-            )
-            if prompts.brush_input is not None:
-                status += " The brush stroke is not used together with text."
-        elif not prompts.is_empty:
-            candidates = self.predictor.predict_ranked(**prompts.predictor_args())
+        self.objects.check_room_for(self.active_id)
+        candidates, clip_scores, status = self._candidates(prompts)
         self.prompts = prompts.with_logits(candidates[0].low_res_logits if candidates else None)
         self.candidates, self.clip_scores, self.status = candidates, clip_scores, status
         self.current = 0 if candidates else None
+        self._keep()
 
-    def _predict_text(
-        self,
-        text: str,
-        points: np.ndarray | None,
-        labels: np.ndarray | None,
-        box: np.ndarray | None,
-    ) -> tuple[list[Candidate], list[float], str]:
-        """Text plus optional clicks and box -> candidates best predicted IoU first, their
-        CLIP scores, and what was found (or not)."""
-        result = self.text_prompter().segment(
-            self.image, text, points=points, labels=labels, box=box
+    def _candidates(self, prompts: PromptState) -> tuple[list[Candidate], list[float] | None, str]:
+        args = prompts.predictor_args()
+        if prompts.text is None:
+            if prompts.is_empty:
+                return [], None, ""
+            return self.predictor.predict_ranked(**args), None, ""
+        candidates, clip_scores, status = segment_text_with_clicks(
+            self.text_prompter(),
+            self.image,
+            prompts.text,
+            args["point_coords"],
+            args["point_labels"],
+            args["box"],
         )
-        candidates = [
-            Candidate(c.mask, c.iou, c.low_res_logits, c.output_index) for c in result.candidates
-        ]
-        notes = [result.message[:1].upper() + result.message[1:] + "."]
-        if result.truncated:
-            notes.append(f"The text was shortened to {len(result.text)} characters.")
-        if self._text_note:
-            notes.append(self._text_note)
-        return candidates, [c.clip_score for c in result.candidates], " ".join(notes)
+        if prompts.brush_input is not None:
+            status += " The brush stroke is not used together with text."
+        return candidates, clip_scores, " ".join(filter(None, [status, self._text_note]))
+
+    def _keep(self) -> None:
+        """Keep the active object's current mask in the list (or drop it when it has none)."""
+        if self.current is None:
+            self.objects.remove(self.active_id)
+            return
+        candidate = self.candidates[self.current]
+        clip = None if self.clip_scores is None else self.clip_scores[self.current]
+        self.objects.put(
+            KeptObject.from_prediction(
+                self.active_id,
+                self.image_id,
+                self.label,
+                candidate.mask,
+                candidate.score,
+                self.prompts,
+                candidate.low_res_logits,
+                clip,
+            )
+        )
 
     def text_prompter(self) -> TextPrompter:
         """The text prompter, made on first use (loading CLIP; ValueError if unavailable)."""
@@ -200,89 +280,54 @@ class Session:
         # TODO: read a public SamPredictor.mask_input_size once the predictor offers one.
         return int(self.predictor.model.prompt_encoder.mask_input_size[0])
 
-    def _require_prompts(self) -> PromptState:
-        if self.prompts is None:
+    def _require_image(self) -> None:
+        if self.image is None:
             raise ValueError("upload an image first")
+
+    def _require_prompts(self) -> PromptState:
+        self._require_image()
         return self.prompts
-
-    # -- annotations ----------------------------------------------------------------------------
-
-    def accept(self, label: str) -> Annotation:
-        """Store the current mask under ``label`` and start the next object."""
-        if self.current is None or self.image is None:
-            raise ValueError("no mask to accept: click on an object first")
-        if len(self.annotations) >= self.max_annotations:
-            raise ValueError(
-                f"at most {self.max_annotations} annotations per session: download them and "
-                "reload the page to start a new list"
-            )
-        label = label.strip() or "object"
-        candidate = self.candidates[self.current]
-        points = tuple((p.x, p.y) for p in self._require_prompts().points)
-        annotation = Annotation.from_mask(
-            self._next_annotation_id(),
-            self.images[-1].image_id,
-            label,
-            candidate.mask,
-            candidate.score,
-            points,
-        )
-        self.annotations.append(annotation)
-        self.clear()
-        return annotation
-
-    def _next_annotation_id(self) -> int:
-        return self.annotations[-1].annotation_id + 1 if self.annotations else 1
 
     # -- segment everything and semi-automatic annotation ---------------------------------------
 
     def segment_everything(self) -> list[Record]:
         """Every mask on the image (kept for :meth:`prefill` and :meth:`everything_canvas`)."""
-        if self.image is None:
-            raise ValueError("upload an image first")
+        self._require_image()
         self.everything = segment_everything(self.predictor, self.image, self.everything_settings)
         self.status = f"Segment everything found {len(self.everything)} masks."
         if not self.everything:
             self.status = "Segment everything found no confident mask on this image."
         return self.everything
 
-    def prefill(self, label: str = "") -> list[Annotation]:
-        """Semi-automatic start: add segment everything's confident masks to the annotation
-        list (skipping those that duplicate one already there), so only what is missing needs
-        clicking. Runs segment everything first if it has not run on this image."""
-        if self.image is None:
-            raise ValueError("upload an image first")
+    def prefill(self, label: str = "") -> list[KeptObject]:
+        """Semi-automatic start: add segment everything's confident masks as objects (skipping
+        those that duplicate one already there), so only what is missing needs clicking. Runs
+        segment everything first if it has not run on this image."""
+        self._require_image()
         if not self.everything:
             self.segment_everything()
         settings = self.everything_settings
-        image_id = self.images[-1].image_id
-        existing = [a.pycoco_rle() for a in self.annotations if a.image_id == image_id]
-        label = label.strip() or "object"
-        added: list[Annotation] = []
-        picks = confident(self.everything, settings)
-        room = self.max_annotations - len(self.annotations)
-        next_id = self._next_annotation_id()
+        existing = [o.rle for o in self.objects.on_image(self.image_id)]
+        added: list[KeptObject] = []
         full = 0
-        for record in picks:
-            annotation = Annotation.from_record(next_id + len(added), image_id, label, record)
-            rle = annotation.pycoco_rle()
-            if existing and mask_utils.iou([rle], existing, [0] * len(existing)).max() >= (
-                DUPLICATE_IOU
-            ):
+        for record in confident(self.everything, settings):
+            kept = KeptObject.from_record(0, self.image_id, clean_label(label), record)
+            if duplicates(kept.rle, existing):
                 continue
-            if len(added) >= room:
+            if self.objects.room() <= 0:
                 full += 1
                 continue
-            existing.append(rle)
-            added.append(annotation)
-        self.annotations.extend(added)
+            kept = replace(kept, annotation_id=self.objects.next_id())
+            self.objects.put(kept)
+            existing.append(kept.rle)
+            added.append(kept)
         self.status = (
             f"Pre-filled {len(added)} confident masks of {len(self.everything)} found "
             f"(predicted IoU ≥ {settings.confident_iou:g}, stability ≥ "
             f"{settings.confident_stability:g}); click to add what is missing."
         )
         if full:
-            self.status += f" {full} more did not fit: at most {self.max_annotations} annotations."
+            self.status += f" {full} more did not fit: at most {self.objects.capacity} objects."
         return added
 
     # -- views ----------------------------------------------------------------------------------
@@ -292,25 +337,22 @@ class Session:
         return None if self.current is None else self.candidates[self.current].mask
 
     def canvas(self) -> np.ndarray | None:
-        """The image with the current mask and the prompts drawn on it."""
-        if self.image is None or self.prompts is None:
+        """The image with every object of it in its colour, the active one's current candidate
+        stronger, and its prompts."""
+        if self.image is None:
             return None
+        others = [
+            (o.mask, o.colour)
+            for o in self.objects.on_image(self.image_id)
+            if o.object_id != self.active_id
+        ]
         mask = self.current_mask
-        shown = self.image if mask is None else overlay_mask(self.image, mask)
-        return draw_prompts(shown, self.prompts)
+        active = None if mask is None else (mask, object_colour(self.active_id))
+        return draw_canvas(self.image, others, active, self.prompts)
 
-    def gallery(self) -> list[tuple[np.ndarray, str]]:
-        """The candidates best first, captioned 'IoU 0.93'."""
-        if self.image is None or self.prompts is None:
-            return []
-        return candidate_views(
-            self.image,
-            [c.mask for c in self.candidates],
-            [c.score for c in self.candidates],
-            self.prompts,
-            max_side=THUMBNAIL_SIDE,
-            clip_scores=self.clip_scores,
-        )
+    def candidate_choices(self) -> list[tuple[str, int]]:
+        """The candidates' captions ('1 · IoU 0.93'), best first, for the toggle."""
+        return candidate_choices([c.score for c in self.candidates], self.clip_scores)
 
     def everything_canvas(self) -> np.ndarray | None:
         """The image with every mask of segment everything in its own colour (None if it has

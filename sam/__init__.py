@@ -9,21 +9,26 @@ from sam.cache import EmbeddingCache
 from sam.fast import optimize
 from sam.modeling.config import MODEL_CONFIGS, SamConfig
 from sam.modeling.sam import Sam, build_sam
+from sam.modeling.sam2 import SAM2_CONFIGS, Sam2, Sam2Config, build_sam2
 from sam.predictor import Candidate, ImageNotSetError, SamPredictor
 from sam.weights.checkpoint import CheckpointError, load_sam, sam_model_registry, save_checkpoint
 
 __all__ = [
     "MODEL_CONFIGS",
+    "SAM2_CONFIGS",
     "AutomaticMaskGenerator",
     "Candidate",
     "CheckpointError",
     "EmbeddingCache",
     "ImageNotSetError",
     "Sam",
+    "Sam2",
+    "Sam2Config",
     "SamAutomaticMaskGenerator",
     "SamConfig",
     "SamPredictor",
     "build_sam",
+    "build_sam2",
     "load_sam",
     "optimize",
     "sam_model_registry",

@@ -7,10 +7,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from sam.modeling.sam2 import Sam2Features
 
 Value = TypeVar("Value")
 
@@ -89,13 +92,14 @@ class LRUCache(Generic[Value]):
 class CachedEmbedding:
     """What :class:`sam.predictor.SamPredictor` needs to prompt an image again."""
 
-    image_embedding: torch.Tensor  # (1, C, H/16, W/16), float32
+    # (1, C, H/16, W/16) float32 for SAM; SAM 2's bundle (sam.modeling.sam2.Sam2Features)
+    image_embedding: torch.Tensor | Sam2Features
     input_size: tuple[int, int]  # size of the resized image inside the padded model input
     original_size: tuple[int, int]
 
     @property
     def nbytes(self) -> int:
-        return self.image_embedding.numel() * self.image_embedding.element_size()
+        return self.image_embedding.nbytes
 
 
 class EmbeddingCache(LRUCache[CachedEmbedding]):

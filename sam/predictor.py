@@ -6,6 +6,7 @@ prompting an image seen before (by content) reuses its cached embedding.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,9 +15,12 @@ import torch
 from sam.cache import CachedEmbedding, EmbeddingCache, content_key
 from sam.fast.shared_decoding import ImageDecoding, SharingMaskDecoder
 from sam.io.images import as_rgb_uint8
-from sam.modeling.sam import Sam
-from sam.modeling.transforms import ResizeLongestSide
+from sam.modeling.promptable import PromptableModel
+from sam.modeling.sam2 import Sam2Features
 from sam.validation import check_boxes, check_mask_input, check_points
+
+# Objects of predict_batch decoded at once: bounds its (chunk, 3, H, W) full-size masks.
+BATCH_CHUNK = 16
 
 
 class ImageNotSetError(RuntimeError, ValueError):
@@ -34,11 +38,13 @@ class Candidate:
 
 
 class SamPredictor:
-    """Same methods, arguments, shapes and semantics as the reference predictor."""
+    """Same methods, arguments, shapes and semantics as the reference predictor, for SAM and for
+    SAM 2 (whose own predictor it then matches), through the interface both models share
+    (:class:`sam.modeling.promptable.PromptableModel`)."""
 
-    def __init__(self, sam_model: Sam, cache: EmbeddingCache | None = None) -> None:
+    def __init__(self, sam_model: PromptableModel, cache: EmbeddingCache | None = None) -> None:
         self.model = sam_model
-        self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
+        self.transform = sam_model.input_transform()
         self.cache = cache if cache is not None else EmbeddingCache()
         self.reset_image()
 
@@ -63,7 +69,7 @@ class SamPredictor:
         self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]
     ) -> None:
         """Encode a (1, 3, h, w) image already resized so that max(h, w) is the model's size."""
-        side = self.model.image_encoder.img_size
+        side = self.model.image_size
         if (
             not isinstance(transformed_image, torch.Tensor)
             or transformed_image.ndim != 4
@@ -199,6 +205,9 @@ class SamPredictor:
         masks = self.model.postprocess_masks(low_res_masks, self.input_size, self.original_size)
         if not return_logits:
             masks = masks > self.model.mask_threshold
+        limit = self.model.low_res_logit_limit
+        if limit is not None:  # SAM 2's predictor bounds the logits it hands back
+            low_res_masks = low_res_masks.clamp(-limit, limit)
         return masks, iou_predictions, low_res_masks
 
     @torch.no_grad()
@@ -234,12 +243,8 @@ class SamPredictor:
                 results.append((masks[:, outputs], iou[:, outputs]))
             else:
                 results.append(
-                    self.model.mask_decoder(
-                        image_embeddings=self.features,
-                        image_pe=self.model.prompt_encoder.get_dense_pe(),
-                        sparse_prompt_embeddings=sparse[part],
-                        dense_prompt_embeddings=dense[part],
-                        multimask_output=multimask_output,
+                    self.model.decode_masks(
+                        self.features, sparse[part], dense[part], multimask_output
                     )
                 )
         if len(results) == 1:
@@ -260,11 +265,98 @@ class SamPredictor:
         order = np.argsort(-scores, kind="stable")
         return [Candidate(masks[i], float(scores[i]), low_res[i : i + 1], int(i)) for i in order]
 
+    def predict_batch(
+        self,
+        boxes: np.ndarray | None = None,
+        point_coords: Sequence[np.ndarray] | None = None,
+        point_labels: Sequence[np.ndarray] | None = None,
+        chunk: int = BATCH_CHUNK,
+    ) -> list[list[Candidate]]:
+        """Several objects on the current image in one call: boxes (B, 4) XYXY, or B point sets
+        (point_coords[b] (N_b, 2) in pixels, point_labels[b] (N_b,)), or both (object b is box b
+        with point set b) -> for each object its three candidates, best predicted IoU first.
+
+        Prompts go through :meth:`predict_torch` together, point sets of equal length in one
+        batch (``chunk`` prompts at a time, which bounds the full-size masks in memory), so each
+        object's candidates are those :meth:`predict_ranked` gives for it alone."""
+        self._require_image()
+        count = None
+        if boxes is not None:
+            check_boxes(boxes, name="boxes", batched=True)
+            count = len(boxes)
+        if (point_coords is None) != (point_labels is None):
+            raise ValueError("point_coords and point_labels must be given together")
+        if point_coords is not None:
+            if len(point_coords) != len(point_labels):
+                raise ValueError(
+                    f"{len(point_coords)} point sets but {len(point_labels)} label sets"
+                )
+            if count is not None and len(point_coords) != count:
+                raise ValueError(f"{count} boxes but {len(point_coords)} point sets")
+            for coords, labels in zip(point_coords, point_labels):
+                check_points(coords, labels)
+            count = len(point_coords)
+        if not count:
+            raise ValueError("predict_batch needs at least one box or point set")
+        lengths = [0] * count if point_coords is None else [len(c) for c in point_coords]
+        if boxes is None and 0 in lengths:
+            raise ValueError(f"point set {lengths.index(0)} is empty and there is no box for it")
+        results: list[list[Candidate]] = [[] for _ in range(count)]
+        for length in sorted(set(lengths)):
+            group = [b for b in range(count) if lengths[b] == length]
+            for start in range(0, len(group), chunk):
+                part = group[start : start + chunk]
+                for b, ranked in zip(
+                    part, self._predict_group(part, boxes, point_coords, point_labels)
+                ):
+                    results[b] = ranked
+        return results
+
+    def _predict_group(
+        self,
+        indices: list[int],
+        boxes: np.ndarray | None,
+        point_coords: Sequence[np.ndarray] | None,
+        point_labels: Sequence[np.ndarray] | None,
+    ) -> list[list[Candidate]]:
+        """Objects ``indices`` (point sets of one length) through one predict_torch call."""
+        coords_torch = labels_torch = boxes_torch = None
+        if point_coords is not None and len(point_coords[indices[0]]):
+            coords = np.stack(
+                [
+                    self.transform.apply_coords(
+                        np.asarray(point_coords[b], float), self.original_size
+                    )
+                    for b in indices
+                ]
+            )
+            coords_torch = torch.as_tensor(coords, dtype=torch.float, device=self.device)
+            labels = np.stack([np.asarray(point_labels[b]) for b in indices])
+            labels_torch = torch.as_tensor(labels, dtype=torch.int, device=self.device)
+        if boxes is not None:
+            chosen = np.asarray(boxes, dtype=float)[indices]
+            chosen = self.transform.apply_boxes(chosen, self.original_size)
+            boxes_torch = torch.as_tensor(chosen, dtype=torch.float, device=self.device)
+        masks, scores, low_res = self.predict_torch(coords_torch, labels_torch, boxes_torch)
+        masks, scores, low_res = masks.cpu().numpy(), scores.cpu().numpy(), low_res.cpu().numpy()
+        ranked = []
+        for row in range(len(indices)):
+            order = np.argsort(-scores[row], kind="stable")
+            ranked.append(
+                [
+                    Candidate(masks[row, i], float(scores[row, i]), low_res[row, i : i + 1], int(i))
+                    for i in order
+                ]
+            )
+        return ranked
+
     # -- state ----------------------------------------------------------------------------------
 
     def get_image_embedding(self) -> torch.Tensor:
         """The current image's embedding: (1, C, H/16, W/16)."""
         self._require_image()
+        if isinstance(self.features, Sam2Features):
+            return self.features.image_embed
         return self.features
 
     def _require_image(self) -> None:
@@ -280,7 +372,7 @@ class SamPredictor:
     def reset_image(self) -> None:
         """Forget the current image (its embedding stays in the cache)."""
         self.is_image_set = False
-        self.features: torch.Tensor | None = None
+        self.features: torch.Tensor | Sam2Features | None = None
         self._decoding: ImageDecoding | None = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import huggingface_hub.constants
+
 from prompts.everything import EverythingSettings
 
 # Keep every mask segment everything finds, and call all of them confident (random weights).
@@ -13,3 +19,18 @@ KEEP_ALL = EverythingSettings(
     confident_iou=0.0,
     confident_stability=0.0,
 )
+
+
+@contextmanager
+def hub_state_kept() -> Iterator[None]:
+    """huggingface_hub's offline switch and the HF_HUB_OFFLINE variable restored afterwards:
+    a page whose Hub probe fails switches both on for the rest of the process."""
+    offline, variable = huggingface_hub.constants.HF_HUB_OFFLINE, os.environ.get("HF_HUB_OFFLINE")
+    try:
+        yield
+    finally:
+        huggingface_hub.constants.HF_HUB_OFFLINE = offline
+        if variable is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = variable

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam.io.images import MAX_IMAGE_PIXELS, read_image
+from sam.io.images import MAX_IMAGE_PIXELS, decode_image, read_image
 
 
 def saved(tmp_path, name: str, image: Image.Image, **options) -> str:
@@ -57,3 +57,15 @@ def test_exif_rotation_and_animations(tmp_path):
     path = saved(tmp_path, "animated.gif", frames[0], save_all=True, append_images=frames[1:])
     first = read_image(path)
     assert first.shape == (20, 30, 3) and tuple(first[0, 0]) == (255, 0, 0)
+
+
+def test_file_contents_decode_as_the_file_reads(tmp_path):
+    """Images fetched from another filesystem arrive as bytes; the same rules apply."""
+    ramp = np.arange(48 * 64, dtype=np.uint16).reshape(48, 64)
+    path = saved(tmp_path, "deep.png", Image.fromarray(ramp))
+    data = (tmp_path / "deep.png").read_bytes()
+    np.testing.assert_array_equal(decode_image(data, "deep.png"), read_image(path))
+    with pytest.raises(ValueError, match=r"could not read 'empty\.png': the file is empty"):
+        decode_image(b"", "empty.png")
+    with pytest.raises(ValueError, match=r"could not read 'bad\.jpg' as an image"):
+        decode_image(b"\xff\xd8 not a jpeg", "bad.jpg")

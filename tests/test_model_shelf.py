@@ -7,9 +7,11 @@ import pytest
 
 from prompts import model_shelf
 from prompts.clip_model import ClipLoadError, create_random_clip
+from prompts.hub_access import HubAccess
 from prompts.model_shelf import ModelShelf, TextModels, load_with_fallback
 from prompts.text_prompter import TextModel
 from sam import CheckpointError, build_sam
+from tests.page_fixtures import hub_state_kept
 
 
 @pytest.fixture(scope="module")
@@ -17,15 +19,20 @@ def random_clip():
     return create_random_clip(seed=0)
 
 
-def test_falls_back_to_a_random_model_with_a_banner():
+def online():
+    """A Hub access that says the Hub answers (no network is used)."""
+    return HubAccess(probe=lambda url: True)
+
+
+def test_falls_back_to_a_random_model_with_a_notice():
     def offline(name, **_):
         raise CheckpointError(f"could not get {name}: offline")
 
-    loaded = load_with_fallback("vit_b", loader=offline)
-    assert loaded.used == "vit_test" and loaded.requested == "vit_b"
-    assert "randomly initialised" in loaded.banner and "meaningless" in loaded.banner
-    assert "--model /path/to/model.safetensors" in loaded.banner
-    assert "could not get vit_b: offline" in loaded.banner
+    loaded = load_with_fallback("vit_b", loader=offline, hub=online())
+    assert loaded.used == "vit_test" and loaded.requested == "vit_b" and loaded.fell_back
+    assert "untrained test model" in loaded.notice and "meaningless" in loaded.notice
+    assert "--model /path/to/model.safetensors" in loaded.notice
+    assert "vit_b could not be loaded" in loaded.notice
 
 
 def test_falls_back_to_the_demo_model_when_it_exists(tiny_sam):
@@ -34,9 +41,30 @@ def test_falls_back_to_the_demo_model_when_it_exists(tiny_sam):
             raise CheckpointError("offline")
         return tiny_sam
 
-    loaded = load_with_fallback("vit_h", loader=only_demo)
-    assert loaded.used == "demo" and "bundled `demo`" in loaded.banner
-    assert load_with_fallback("demo", loader=only_demo).banner == ""
+    loaded = load_with_fallback("vit_h", loader=only_demo, hub=online())
+    assert loaded.used == "demo" and "bundled demo model" in loaded.notice
+    assert "https://huggingface.co/facebook/sam-vit-huge" in loaded.notice
+    served = load_with_fallback("demo", loader=only_demo)
+    assert not served.fell_back and served.notice.startswith("Serving **the bundled demo model**")
+
+
+def test_offline_is_detected_once_and_the_demo_model_serves_at_once(tiny_sam):
+    probes, loads = [], []
+
+    def loader(name, **_):
+        loads.append(name)
+        if name != "demo":
+            raise CheckpointError("not in the cache")
+        return tiny_sam
+
+    shelf = ModelShelf(loader=loader)
+    shelf.hub = HubAccess(probe=lambda url: probes.append(url) or False)
+    with hub_state_kept():
+        for name in ("vit_b", "vit_l"):
+            loaded = shelf.get(name)
+            assert loaded.used == "demo" and "because this machine is offline" in loaded.notice
+    assert len(probes) == 1 and loads == ["vit_b", "demo", "vit_l", "demo"]
+    assert "sam-vit-large" in shelf.get("vit_l").notice
 
 
 def test_shelf_loads_each_model_once():
@@ -67,7 +95,7 @@ def test_which_clip_serves_which_model(monkeypatch, tmp_path, random_clip):
     monkeypatch.setattr(model_shelf, "load_clip", offline)
     with pytest.raises(ClipLoadError, match="Text prompts need the CLIP model ViT-B-16") as info:
         model_shelf.load_text_model("default")
-    assert "keep working" in str(info.value) and "offline" in str(info.value)
+    assert "keep working" in str(info.value) and len(str(info.value)) < 250
 
 
 def test_a_failed_clip_load_is_remembered_not_retried_on_every_request(random_clip):

@@ -1,11 +1,13 @@
 """The page's event handlers, called directly with a tiny random model (no server, no
-browser): what each returns for the page, and how errors become warnings that keep the person's
-prompts. What a session does with the prompts is tests/test_session.py."""
+browser): what each returns for the page, and how bad input becomes one short warning that keeps
+the person's image, prompts and objects. What a session does with the prompts is
+tests/test_session.py; the API endpoints are tests/test_page_api.py."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 import types
 import warnings
@@ -72,90 +74,143 @@ def is_skip(value) -> bool:
     return isinstance(value, dict) and value.get("__type__") == "update" and len(value) == 1
 
 
-def upload(handlers, image_file):
-    outputs = handlers.image(image_file, None, handlers.default_model)
-    session, canvas, gallery, table, _, editor = outputs
-    assert canvas.shape == (48, 64, 3) and gallery == [] and table == []
+def upload(handlers, image_file, session=None):
+    outputs = handlers.image(image_file, session, handlers.default_model)
+    session, canvas, candidates, *_, editor, everything = outputs
+    assert canvas.shape == (48, 64, 3) and candidates.choices == [] and everything is None
     assert editor.shape == (48, 64, 3)
     return session
 
 
-def captions(gallery) -> list[str]:
-    return [caption for _, caption in gallery]
+def captions(candidates: gr.Radio) -> list[str]:
+    return [caption for caption, _ in candidates.choices]
 
 
-def scores(gallery) -> list[float]:
-    return [float(caption.split()[1]) for caption in captions(gallery)]
+def scores(candidates: gr.Radio) -> list[float]:
+    return [float(caption.split()[3]) for caption in captions(candidates)]
 
 
-def test_a_refused_click_warns_and_keeps_the_prompts(handlers, image_file):
+def warned(call, match: str):
+    """Run ``call``; exactly one warning, matching ``match``; the call's outputs."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outputs = call()
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert len(messages) == 1 and re.search(match, messages[0]), messages
+    return outputs
+
+
+def test_a_click_gives_ranked_candidates_an_object_and_its_listing(handlers, image_file):
+    session = upload(handlers, image_file)
+    _, canvas, candidates, objects, listing, _, label = handlers.click(
+        session, "Foreground point", select([10, 20])
+    )
+    assert len(candidates.choices) == 3 and candidates.value == 0
+    assert scores(candidates) == sorted(scores(candidates), reverse=True)
+    assert objects.choices == [("#1 object", 1)] and objects.value == 1
+    assert "#1 object" in listing and "(refining)" in listing and label == "object"
+    assert canvas.shape == (48, 64, 3)
+
+
+def test_the_candidate_toggle_shows_the_picked_mask(handlers, image_file):
     session = upload(handlers, image_file)
     handlers.click(session, "Foreground point", select([10, 20]))
-    before = session.prompts
-    with pytest.warns(UserWarning, match="outside the 64x48 image"):
-        outputs = handlers.click(session, "Foreground point", select([64, 5]))
+    first = handlers.pick(session, 0)[1]
+    _, third, candidates, *_ = handlers.pick(session, 2)
+    assert candidates.value == 2 and session.current == 2
+    np.testing.assert_array_equal(session.objects.get(1).mask, session.candidates[2].mask)
+    if not np.array_equal(session.candidates[0].mask, session.candidates[2].mask):
+        assert not np.array_equal(first, third)  # the image shows the picked candidate
+
+
+def test_objects_new_rename_select_and_delete(handlers, image_file):
+    session = upload(handlers, image_file)
+    handlers.click(session, "Foreground point", select([10, 20]))
+    handlers.rename(session, "cat")
+    handlers.new_object(session, "dog")
+    _, _, _, objects, listing, _, label = handlers.click(
+        session, "Foreground point", select([50, 40])
+    )
+    assert objects.choices == [("#1 cat", 1), ("#2 dog", 2)] and objects.value == 2
+    assert label == "dog" and listing.count("<li") == 2
+    _, _, candidates, objects, _, status, label = handlers.select_object(session, 1)
+    assert objects.value == 1 and label == "cat" and len(candidates.choices) == 1
+    assert status.startswith("Refining #1 cat")
+    _, _, _, objects, _, _, _ = handlers.delete_object(session)
+    assert objects.choices == [("#2 dog", 2)] and objects.value is None
+
+
+def test_a_refused_click_warns_once_and_keeps_everything(handlers, image_file):
+    session = upload(handlers, image_file)
+    handlers.click(session, "Foreground point", select([10, 20]))
+    before, kept = session.prompts, session.objects.items[:]
+    outputs = warned(
+        lambda: handlers.click(session, "Foreground point", select([64, 5])),
+        r"^Click \(64, 5\) is outside the 64x48 image",
+    )
     assert all(is_skip(o) for o in outputs)
-    assert session.prompts is before and len(session.candidates) == 3
+    assert session.prompts is before and session.objects.items == kept
 
 
 def test_actions_before_an_image_warn(handlers):
-    with pytest.warns(UserWarning, match="upload an image first"):
-        outputs = [
-            handlers.click(None, "Foreground point", select([1, 1])),
-            handlers.undo(None),
-            handlers.accept(None, "cat"),
-        ]
-    assert all(is_skip(o) for group in outputs for o in group)
+    for call in (
+        lambda: handlers.click(None, "Foreground point", select([1, 1])),
+        lambda: handlers.undo(None),
+        lambda: handlers.new_object(None, "cat"),
+        lambda: handlers.everything(None),
+        lambda: handlers.prefill(None, ""),
+    ):
+        assert all(is_skip(o) for o in warned(call, "^Upload an image first.$"))
 
 
 def test_brush_stroke_prompts_a_mask(handlers, image_file):
     session = upload(handlers, image_file)
     layer = np.zeros((48, 64, 4), np.uint8)
     layer[10:30, 20:40] = (30, 144, 255, 255)
-    _, _, gallery, _, _ = handlers.brush(session, {"background": None, "layers": [layer]})
-    assert len(gallery) == 3 and session.prompts.box == (20, 10, 39, 29)
+    candidates = handlers.brush(session, {"background": None, "layers": [layer]})[2]
+    assert len(candidates.choices) == 3 and session.prompts.box == (20, 10, 39, 29)
     assert session.prompts.brush_input.shape == session.candidates[0].low_res_logits.shape
-    with pytest.warns(UserWarning, match="nothing is painted"):
-        handlers.brush(session, {"background": None, "layers": [np.zeros_like(layer)]})
+    warned(
+        lambda: handlers.brush(session, {"background": None, "layers": [np.zeros_like(layer)]}),
+        "^Nothing is painted",
+    )
 
 
-def test_accept_and_export_coco_and_png(handlers, image_file, tmp_path):
+def test_export_carries_every_object_as_coco_sa1b_and_png(handlers, image_file):
     session = upload(handlers, image_file)
     handlers.click(session, "Foreground point", select([10, 20]))
+    handlers.rename(session, "cat")
     mask = session.current_mask.copy()
-    _, _, gallery, table, _ = handlers.accept(session, "cat")
-    assert gallery == [] and session.prompts.is_empty
-    assert table == [[1, "cat", int(mask.sum()), round(session.annotations[0].score, 3)]]
+    handlers.new_object(session, "")
     handlers.click(session, "Foreground point", select([50, 40]))
-    handlers.accept(session, "  ")
-    coco_path, zip_path, sa1b_path = handlers.export(session)
-    sa1b = json.loads(Path(sa1b_path).read_text())
-    assert Path(sa1b_path).name == "sa1b_image1.json"
+    upload(handlers, image_file, session)  # a second image: the first's objects stay
+    handlers.click(session, "Foreground point", select([30, 30]))
+    coco_path, zip_path, *sa1b_paths = handlers.export(session)
+    assert [Path(p).name for p in sa1b_paths] == ["sa1b_image1.json", "sa1b_image2.json"]
+    sa1b = json.loads(Path(sa1b_paths[0]).read_text())
     assert sa1b["image"] == {"image_id": 1, "width": 64, "height": 48, "file_name": "photo.png"}
     assert [a["label"] for a in sa1b["annotations"]] == ["cat", "object"]
     assert sa1b["annotations"][0]["point_coords"] == [[10.0, 20.0]]
     assert sa1b["annotations"][0]["stability_score"] is None  # unknown for a clicked mask
 
     coco = json.loads(Path(coco_path).read_text())
-    assert coco["images"] == [{"id": 1, "file_name": "photo.png", "height": 48, "width": 64}]
+    assert [i["id"] for i in coco["images"]] == [1, 2] and len(coco["annotations"]) == 3
     assert [c["name"] for c in coco["categories"]] == ["cat", "object"]
     first = coco["annotations"][0]
     rle = {"size": first["segmentation"]["size"], "counts": first["segmentation"]["counts"]}
     decoded = mask_utils.decode({**rle, "counts": rle["counts"].encode()}).astype(bool)
     np.testing.assert_array_equal(decoded, mask)
-    assert first["area"] == int(mask.sum()) and first["iscrowd"] == 0
 
     with zipfile.ZipFile(zip_path) as archive:
         names = archive.namelist()
         png = np.asarray(Image.open(io.BytesIO(archive.read(names[0]))))
-    assert names == ["0001_cat.png", "0002_object.png"]
+    assert names == ["0001_cat.png", "0002_object.png", "0003_object.png"]
     np.testing.assert_array_equal(png > 0, mask)
 
 
-def test_export_with_nothing_accepted_warns(handlers, image_file):
+def test_export_with_no_object_warns(handlers, image_file):
     session = upload(handlers, image_file)
-    with pytest.warns(UserWarning, match="nothing to download"):
-        assert is_skip(handlers.export(session))
+    assert is_skip(warned(lambda: handlers.export(session), "^Nothing to download yet"))
 
 
 def test_sessions_are_independent_but_share_the_embedding_cache(handlers, image_file):
@@ -163,52 +218,46 @@ def test_sessions_are_independent_but_share_the_embedding_cache(handlers, image_
     assert first.predictor is not second.predictor
     assert first.predictor.cache is second.predictor.cache and len(first.predictor.cache) == 1
     handlers.click(first, "Foreground point", select([10, 20]))
-    assert second.prompts.is_empty and second.candidates == []
+    assert second.prompts.is_empty and second.candidates == [] and not second.objects.items
 
 
-def test_corrupt_image_warns_and_keeps_the_session(handlers, image_file, tmp_path):
+def test_a_refused_upload_warns_once_and_shows_the_session_again(handlers, image_file, tmp_path):
     session = upload(handlers, image_file)
     handlers.click(session, "Foreground point", select([10, 20]))
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    with pytest.warns(UserWarning, match=r"could not read 'broken\.png'"):
-        outputs = handlers.image(str(broken), session, "ignored")
-    assert all(is_skip(o) for o in outputs) and len(session.prompts.points) == 1
+    outputs = warned(
+        lambda: handlers.image(str(broken), session, "ignored"),
+        r"^Could not read 'broken\.png' as an image: use a PNG, JPEG or WebP file\.$",
+    )
+    _, canvas, candidates, *_ = outputs
+    assert canvas.shape == (48, 64, 3) and len(candidates.choices) == 3  # shown again
+    assert len(session.prompts.points) == 1 and len(session.objects.items) == 1
 
 
-def test_clearing_the_image(handlers, image_file):
-    session = upload(handlers, image_file)
-    session, canvas, gallery, _, _, editor = handlers.image(None, session, "ignored")
-    assert canvas is None and gallery == [] and editor is None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        handlers.click(session, "Foreground point", select([1, 1]))
-    assert "upload an image first" in str(caught[0].message)
-
-
-def test_switching_model_keeps_image_and_prompts(handlers, image_file, tiny_checkpoint):
+def test_an_emptied_image_comes_back(handlers, image_file):
     session = upload(handlers, image_file)
     handlers.click(session, "Foreground point", select([10, 20]))
+    _, canvas, candidates, *_ = handlers.restore(None, session)  # e.g. a file over 25 MB
+    assert canvas.shape == (48, 64, 3) and len(candidates.choices) == 3
+    assert all(is_skip(o) for o in handlers.restore("/tmp/shown.jpg", session))
+    assert all(is_skip(o) for o in handlers.restore(None, None))
+
+
+def test_switching_model_keeps_image_prompts_and_objects(handlers, image_file):
+    session = upload(handlers, image_file)
+    handlers.menu = ("vit_b", "demo")
+    handlers.click(session, "Foreground point", select([10, 20]))
     old = session.predictor
-    *views, banner = handlers.model("vit_h_offline_here", session)
-    assert "Could not load `vit_h_offline_here`" in banner  # unknown name: a fallback
+    outputs = warned(
+        lambda: handlers.model("unknown_model", session),
+        "^unknown_model could not be loaded: see the notice",
+    )
+    *views, menu, notice, everything = outputs
+    assert menu.value in ("demo", "vit_test") and (menu.value, menu.value) in menu.choices
+    assert "because unknown_model could not be loaded" in notice and everything is None
     assert session.predictor is not old and len(session.prompts.points) == 1
-    assert len(views[2]) == 3
-
-
-def test_segment_endpoint_function(handlers, image_file):
-    masks, values, message = handlers.segment(image_file, [[10, 20]], [1], [2, 2, 40, 40])
-    assert len(masks) == 3 and values == sorted(values, reverse=True) and message == ""
-    assert np.asarray(Image.open(masks[0][0])).shape == (48, 64)
-    with pytest.raises(gr.Error, match="point_labels"):
-        handlers.segment(image_file, [[10, 20]], [1, 1], None)
-
-
-def test_segment_endpoint_refuses_labels_without_points(handlers, image_file):
-    with pytest.raises(gr.Error, match="point_coords must be supplied"):
-        handlers.segment(image_file, [], [1], None)
-    with pytest.raises(gr.Error, match="list of numbers"):
-        handlers.segment(image_file, [["a", 1]], [1], None)
+    assert len(views[2].choices) == 3 and len(session.objects.items) == 1
 
 
 def test_gpu_task_wraps_with_spaces_gpu_only_on_zero_gpu(monkeypatch):
@@ -226,6 +275,16 @@ def test_gpu_task_wraps_with_spaces_gpu_only_on_zero_gpu(monkeypatch):
     assert page_handlers.gpu_task(handler) is handler
 
 
+def test_unexpected_errors_are_logged_and_reported_plainly(handlers, image_file, caplog):
+    session = upload(handlers, image_file)
+    session.predictor.predict_ranked = lambda **_: 1 / 0
+    outputs = warned(
+        lambda: handlers.click(session, "Foreground point", select([1, 1])),
+        "^Something went wrong on the server; your work is kept",
+    )
+    assert all(is_skip(o) for o in outputs) and "ZeroDivisionError" in caplog.text
+
+
 # -- text prompts -------------------------------------------------------------------------------
 
 
@@ -234,8 +293,7 @@ def test_empty_text_warns_and_keeps_the_prompts(handlers, image_file, text):
     session = upload(handlers, image_file)
     handlers.click(session, "Foreground point", select([10, 20]))
     before = session.prompts
-    with pytest.warns(UserWarning, match="the text is empty"):
-        outputs = handlers.text(session, text)
+    outputs = warned(lambda: handlers.text(session, text), "^The text is empty")
     assert all(is_skip(o) for o in outputs)
     assert session.prompts is before and len(session.candidates) == 3
 
@@ -244,7 +302,7 @@ def test_clip_is_loaded_lazily_once_and_shared(handlers, image_file, clip_loads)
     first = upload(handlers, image_file)
     handlers.click(first, "Foreground point", select([10, 20]))
     assert clip_loads.loads == []  # no text yet: no CLIP
-    handlers.text(first, "red circle")
+    handlers.text(first, "red ellipse")
     second = upload(handlers, image_file)
     handlers.text(second, "blue square")
     handlers.text(first, "green triangle")
@@ -262,34 +320,15 @@ def test_text_without_clip_warns_and_the_rest_keeps_working(tiny_checkpoint, ima
     session = upload(handlers, image_file)
     handlers.click(session, "Foreground point", select([10, 20]))
     for _ in range(2):
-        with pytest.warns(UserWarning, match="Text prompts need the CLIP model"):
-            outputs = handlers.text(session, "red circle")
+        outputs = warned(lambda: handlers.text(session, "red ellipse"), "^Text prompts need")
         assert all(is_skip(o) for o in outputs)
     assert calls == ["demo"]  # the failure is remembered, not retried on every request
     assert session.prompts.text is None and len(session.candidates) == 3
-    _, _, gallery, _, _ = handlers.click(session, "Background point", select([50, 40]))
-    assert len(gallery) == 3
-
-
-def test_segment_endpoint_function_with_text(handlers, image_file):
-    # With a positive click there are masks either way: the text's, or the click's if the
-    # (random) CLIP does not find the text.
-    masks, values, message = handlers.segment(image_file, [[10, 20]], [1], None, "red circle")
-    assert message.startswith(("Found", "Not found"))
-    assert len(masks) == len(values) == 3 and values == sorted(values, reverse=True)
-    assert all(" · CLIP " in caption for _, caption in masks)
-    with pytest.raises(gr.Error, match="text is empty"):
-        handlers.segment(image_file, None, None, None, "   ")
+    candidates = handlers.click(session, "Background point", select([50, 40]))[2]
+    assert len(candidates.choices) == 3
 
 
 # -- segment everything and semi-automatic annotation -------------------------------------------
-
-
-def test_segment_everything_before_an_image_warns(handlers):
-    with pytest.warns(UserWarning, match="upload an image first"):
-        assert all(is_skip(o) for o in handlers.everything(None))
-    with pytest.warns(UserWarning, match="upload an image first"):
-        assert all(is_skip(o) for o in handlers.prefill(None, ""))
 
 
 def test_prefill_adds_confident_masks_once_and_exports_them(handlers, image_file):
@@ -298,16 +337,15 @@ def test_prefill_adds_confident_masks_once_and_exports_them(handlers, image_file
     session = upload(handlers, image_file)
     session.everything_settings = KEEP_ALL
     handlers.click(session, "Foreground point", select([10, 20]))
-    handlers.accept(session, "by hand")
     *views, picture = handlers.prefill(session, "shape")  # runs segment everything first
-    automatic = [a for a in session.annotations if a.source == "automatic"]
+    automatic = [o for o in session.objects.items if o.source == "automatic"]
     assert picture.shape == (48, 64, 3) and len(automatic) >= 1
-    assert views[4].startswith(f"Pre-filled {len(automatic)} confident masks")
-    assert all(a.label == "shape" and a.stability_score is not None for a in automatic)
-    assert len(views[3]) == len(session.annotations)
-    before = len(session.annotations)
+    assert views[5].startswith(f"Pre-filled {len(automatic)} confident masks")
+    assert all(o.label == "shape" and o.stability_score is not None for o in automatic)
+    assert len(views[3].choices) == len(session.objects.items)
+    before = len(session.objects.items)
     handlers.prefill(session, "shape")
-    assert len(session.annotations) == before  # duplicates of masks already there are skipped
+    assert len(session.objects.items) == before  # duplicates of masks already there are skipped
 
     coco_path, _, sa1b_path = handlers.export(session)
     coco = COCO(coco_path)
@@ -333,24 +371,39 @@ def test_tiny_and_extreme_images_can_be_prompted(handlers, tmp_path):
         path = saved(tmp_path, f"{size[0]}x{size[1]}.png", Image.new("RGB", size, (9, 9, 9)))
         session, canvas, *_ = handlers.image(path, None, handlers.default_model)
         assert canvas.shape[:2] == (size[1], size[0])
-        _, _, gallery, _, _ = handlers.click(session, "Foreground point", select([0, 0]))
-        assert len(gallery) == 3
-    thin = saved(tmp_path, "thin.png", Image.new("RGB", (2000, 3)))
-    with pytest.warns(UserWarning, match=r"2000x3 is too thin \(at most 100:1"):
-        assert all(is_skip(o) for o in handlers.image(thin, session, handlers.default_model))
-    dot = saved(tmp_path, "dot.png", Image.new("RGB", (1, 1)))  # below the model's 2-pixel side
-    with pytest.warns(UserWarning, match=r"1x1 is too small"):
-        assert all(is_skip(o) for o in handlers.image(dot, session, handlers.default_model))
+        candidates = handlers.click(session, "Foreground point", select([0, 0]))[2]
+        assert len(candidates.choices) == 3
 
 
-def test_truncated_files_and_bombs_are_refused_with_a_message(handlers, image_file, tmp_path):
-    truncated = tmp_path / "truncated.jpg"
-    Image.new("RGB", (64, 48), (1, 2, 3)).save(truncated)
-    truncated.write_bytes(truncated.read_bytes()[:200])
-    bomb = tmp_path / "bomb.png"
-    Image.new("1", (8000, 8000)).save(bomb)
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("thin.png", lambda p: Image.new("RGB", (2000, 3)).save(p), r"2000x3 is too thin"),
+        ("dot.png", lambda p: Image.new("RGB", (1, 1)).save(p), r"1x1 is too small"),
+        (
+            "bomb.png",
+            lambda p: Image.new("1", (8000, 8000)).save(p),
+            r"^Image refused: 'bomb\.png' has more than 40,000,000 pixels: scale it down first\.$",
+        ),
+        (
+            "huge.png",
+            lambda p: Image.new("1", (10000, 9000)).save(p),  # over Pillow's own 80M limit too
+            r"has more than 40,000,000 pixels",
+        ),
+        (
+            "truncated.jpg",
+            lambda p: p.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 100),
+            r"^Could not read 'truncated\.jpg' as an image",
+        ),
+        ("empty.png", lambda p: p.write_bytes(b""), r"the file is empty"),
+    ],
+)
+def test_bad_images_are_refused_once_in_the_app_s_words(
+    handlers, image_file, tmp_path, name, make, message
+):
+    make(tmp_path / name)
     session = upload(handlers, image_file)
-    for path, message in ((truncated, "could not read 'truncated.jpg'"), (bomb, "image refused")):
-        with pytest.warns(UserWarning, match=message):
-            outputs = handlers.image(str(path), session, handlers.default_model)
-        assert all(is_skip(o) for o in outputs) and session.image.shape == (48, 64, 3)
+    handlers.click(session, "Foreground point", select([10, 20]))
+    outputs = warned(lambda: handlers.image(str(tmp_path / name), session, "ignored"), message)
+    assert outputs[1].shape == (48, 64, 3)  # the session's picture, shown again
+    assert session.image.shape == (48, 64, 3) and len(session.objects.items) == 1

@@ -248,3 +248,60 @@ def test_predict_torch_bad_batches(tiny_sam):
         predictor.predict_torch(
             torch.zeros(2, 1, 2), torch.ones(2, 1), mask_input=torch.zeros(1, 1, 32, 32)
         )
+
+
+def test_predict_batch_equals_one_prompt_at_a_time(tiny_sam):
+    predictor = SamPredictor(tiny_sam)
+    predictor.set_image(_image(90, 130))
+    boxes = np.array([[10, 20, 60, 80], [0, 0, 129, 89], [70, 10, 120, 50]], dtype=np.float32)
+    point_sets = [np.array([[30, 40]]), np.array([[5, 5], [100, 60]]), np.array([[90, 30]])]
+    label_sets = [np.array([1]), np.array([1, 0]), np.array([1])]
+    calls = [
+        (dict(boxes=boxes), [dict(box=b) for b in boxes]),
+        (
+            dict(point_coords=point_sets, point_labels=label_sets),
+            [dict(point_coords=p, point_labels=lab) for p, lab in zip(point_sets, label_sets)],
+        ),
+        (
+            dict(boxes=boxes, point_coords=point_sets, point_labels=label_sets, chunk=1),
+            [
+                dict(box=b, point_coords=p, point_labels=lab)
+                for b, p, lab in zip(boxes, point_sets, label_sets)
+            ],
+        ),
+    ]
+    for batch_kwargs, single_kwargs in calls:
+        batched = predictor.predict_batch(**batch_kwargs)
+        assert len(batched) == 3 and all(len(ranked) == 3 for ranked in batched)
+        for ranked, kwargs in zip(batched, single_kwargs):
+            alone = predictor.predict_ranked(**kwargs)
+            assert [c.output_index for c in ranked] == [c.output_index for c in alone]
+            for ours, theirs in zip(ranked, alone):
+                assert ours.score == pytest.approx(theirs.score, abs=ATOL)
+                np.testing.assert_allclose(
+                    ours.low_res_logits, theirs.low_res_logits, atol=ATOL, rtol=0
+                )
+                assert ours.mask.shape == (90, 130)
+                assert (ours.mask != theirs.mask).mean() < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(), "at least one box or point set"),
+        (dict(boxes=np.zeros((2, 3))), "boxes"),
+        (dict(point_coords=[np.zeros((1, 2))]), "together"),
+        (dict(point_coords=[np.zeros((1, 2))], point_labels=[]), "1 point sets but 0"),
+        (
+            dict(boxes=np.zeros((2, 4)), point_coords=[np.zeros((1, 2))], point_labels=[[1]]),
+            "2 boxes",
+        ),
+        (dict(point_coords=[np.zeros((0, 2))], point_labels=[np.zeros(0)]), "point set 0 is empty"),
+        (dict(point_coords=[np.zeros((1, 2))], point_labels=[[3]]), "point_labels"),
+    ],
+)
+def test_predict_batch_bad_input(tiny_sam, kwargs, message):
+    predictor = SamPredictor(tiny_sam)
+    predictor.set_image(_image(40, 40))
+    with pytest.raises(ValueError, match=message):
+        predictor.predict_batch(**kwargs)

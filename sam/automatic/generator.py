@@ -43,7 +43,7 @@ from sam.io.masks import (
     masks_to_rle,
     rle_to_mask,
 )
-from sam.modeling.sam import Sam
+from sam.modeling.promptable import PromptableModel
 from sam.predictor import SamPredictor
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
@@ -79,7 +79,7 @@ class AutomaticMaskGenerator:
 
     def __init__(
         self,
-        model: Sam,
+        model: PromptableModel,
         points_per_side: int | None = 32,
         points_per_batch: int = 64,
         pred_iou_thresh: float = 0.88,
@@ -121,7 +121,7 @@ class AutomaticMaskGenerator:
 
     @classmethod
     def from_preset(
-        cls, model: Sam, preset: str = "sa1b", **overrides: Any
+        cls, model: PromptableModel, preset: str = "sa1b", **overrides: Any
     ) -> AutomaticMaskGenerator:
         """A generator with named settings (see ``PRESETS``); keyword arguments override them."""
         if preset not in PRESETS:
@@ -238,7 +238,7 @@ class AutomaticMaskGenerator:
             data.filter(data["iou_preds"] > self.pred_iou_thresh)
         threshold = self.predictor.model.mask_threshold
         if self.stability_score_thresh > 0.0:
-            side = self.predictor.model.image_encoder.img_size
+            side = self.predictor.model.image_size
             valid = valid_low_res(data["low_res_logits"], self.predictor.input_size, side)
             rough = calculate_stability_score(valid, threshold, self.stability_score_offset)
             data.filter(rough >= self.stability_score_thresh - LOW_RES_STABILITY_MARGIN)

@@ -2,11 +2,13 @@
 
     python -m sam everything photos/ --out masks/          # every object in every image
     python -m sam everything "shots/*.jpg" --preset sa1b    # the SA-1B data-engine settings
+    python -m sam everything s3://b/photos --out s3://b/masks --engine ray  # on a Ray cluster
     python -m sam segment photo.jpg --points 120,80 --out masks/
     python -m sam edges photos/ --out edges/                # zero-shot edge maps
     python -m sam proposals photos/ --top-k 100             # ranked object proposals
     python -m sam instances val2017/ --detections dets.json # one mask per detector box
     python -m sam evaluate --model demo --scenes 50         # mIoU table (paper's protocol)
+    python -m sam export-onnx --model vit_b --quantize      # ONNX decoder and encoder
 
 Inputs may be image files, folders (their images, not recursively) or glob patterns. Results
 already in --out are skipped, so an interrupted run can simply be started again. An image that
@@ -29,6 +31,8 @@ from sam.cli.common import (
     add_points_per_side,
     find_images,
 )
+from sam.cli.onnx_command import add_export_onnx_parser
+from sam.cli.ray_engine import add_engine_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_first_id(parser_everything)
     for name, (kind, text) in GENERATOR_OPTIONS.items():
         parser_everything.add_argument("--" + name.replace("_", "-"), type=kind, help=text)
+    add_engine_options(parser_everything)
     parser_everything.set_defaults(handler=everything)
 
     parser_segment = commands.add_parser(
@@ -148,13 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-points", type=int, default=9, help="points of the interactive curve (default 9)"
     )
     parser_evaluate.set_defaults(handler=evaluate)
+
+    add_export_onnx_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if "inputs" in args:
+        if "inputs" in args and getattr(args, "engine", "local") == "local":
             args.images = find_images(args.inputs)  # bad paths fail before the model loads
         return args.handler(args)
     except UsageError as error:

@@ -11,8 +11,8 @@ import numpy as np
 from sam.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
-    GENERATOR_OPTIONS,
     UsageError,
+    generator_settings,
     load_model,
     mask_record,
     parse_box,
@@ -20,18 +20,18 @@ from sam.cli.common import (
     run_over_images,
     write_extras,
 )
+from sam.cli.ray_engine import check_engine_options, everything_on_ray
 
 
 def everything(args: argparse.Namespace) -> int:
     """Automatic mask generation: one SA-1B style JSON per image."""
-    from sam.automatic.generator import PRESETS, AutomaticMaskGenerator
+    check_engine_options(args)
+    if args.engine == "ray":
+        return everything_on_ray(args)
+    from sam.automatic.generator import AutomaticMaskGenerator
     from sam.io.export import to_sa1b, write_json
 
-    settings = dict(PRESETS[args.preset]) if args.preset != "default" else {}
-    for name in GENERATOR_OPTIONS:
-        value = getattr(args, name)
-        if value is not None:
-            settings[name] = value
+    settings = generator_settings(args)
     generator = AutomaticMaskGenerator(load_model(args), output_mode="coco_rle", **settings)
     position = {p: i for i, p in enumerate(args.images)}
 

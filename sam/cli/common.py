@@ -165,6 +165,19 @@ GENERATOR_OPTIONS = {
 }
 
 
+def generator_settings(args: argparse.Namespace) -> dict:
+    """The ``everything`` command's AutomaticMaskGenerator keyword arguments: its --preset,
+    overridden by the GENERATOR_OPTIONS given."""
+    from sam.automatic.generator import PRESETS
+
+    settings = dict(PRESETS[args.preset]) if args.preset != "default" else {}
+    for name in GENERATOR_OPTIONS:
+        value = getattr(args, name)
+        if value is not None:
+            settings[name] = value
+    return settings
+
+
 def add_common_options(
     parser: argparse.ArgumentParser, mask_files: bool = True, inputs: bool = True
 ) -> None:
@@ -174,8 +187,9 @@ def add_common_options(
     parser.add_argument(
         "--model",
         default="vit_b",
-        help="vit_b, vit_l or vit_h (Meta's weights, downloaded once), demo, a checkpoint file "
-        "or folder, or a Hugging Face repo id (default: vit_b)",
+        help="vit_b, vit_l, vit_h, or SAM 2.1's sam2.1_tiny, sam2.1_small, sam2.1_base_plus, "
+        "sam2.1_large (Meta's weights, downloaded once), demo, a checkpoint file or folder, or "
+        "a Hugging Face repo id (default: vit_b)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best)")
     parser.add_argument(

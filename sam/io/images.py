@@ -8,8 +8,10 @@ converted, EXIF rotation applied, and an animation's first frame used.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -26,21 +28,34 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB, upright per its EXIF orientation."""
-    name = os.path.basename(os.fspath(path))
+    return _decode(path, os.path.basename(os.fspath(path)), lambda: os.path.getsize(path))
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """An image file's contents (fetched from any filesystem) as :func:`read_image` reads the
+    file; ``name`` is the file's name, for the messages."""
+    return _decode(io.BytesIO(data), name, lambda: len(data))
+
+
+def _decode(
+    source: str | os.PathLike | io.BytesIO, name: str, size: Callable[[], int]
+) -> np.ndarray:
     try:
-        if os.path.getsize(path) == 0:
+        if size() == 0:
             raise ValueError(f"could not read {name!r}: the file is empty")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 check_size(*image.size)
                 return to_rgb(ImageOps.exif_transpose(image))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ValueError(f"image refused: {error}") from error
+        raise ValueError(
+            f"image refused: {name!r} has more than {MAX_IMAGE_PIXELS:,} pixels: scale it down "
+            "first"
+        ) from error
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ValueError(
-            f"could not read {name!r} as an image ({type(error).__name__}): "
-            "use a PNG, JPEG or WebP file"
+            f"could not read {name!r} as an image: use a PNG, JPEG or WebP file"
         ) from error
 
 

@@ -5,10 +5,31 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+ConfigT = TypeVar("ConfigT", bound="JsonConfig")
+
+
+class JsonConfig:
+    """A frozen dataclass of hyper-parameters to and from JSON (its tuples come back as lists,
+    and are read back as tuples)."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls: type[ConfigT], values: dict) -> ConfigT:
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {unknown}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 @dataclass(frozen=True)
-class SamConfig:
+class SamConfig(JsonConfig):
     """Every hyper-parameter needed to build a :class:`sam.model.Sam`.
 
     Defaults are those of Meta's released ViT-B model; the other released sizes only change the
@@ -41,24 +62,6 @@ class SamConfig:
     def image_embedding_size(self) -> int:
         """Side of the square image embedding grid (64 for 1024 px and 16 px patches)."""
         return self.image_size // self.patch_size
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> SamConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown SamConfig fields: {unknown}")
-        values = dict(values)
-        for key in ("encoder_global_attn_indexes", "pixel_mean", "pixel_std"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
 
 
 MODEL_CONFIGS: dict[str, SamConfig] = {

@@ -230,11 +230,20 @@ def window_unpartition(
 
 
 class PatchEmbed(nn.Module):
-    """(B, C, H, W) image -> (B, H/16, W/16, embed_dim) patch tokens."""
+    """(B, C, H, W) image -> (B, H/16, W/16, embed_dim) patch tokens (H/patch_size in general;
+    SAM 2's Hiera uses overlapping 7x7 patches at stride 4)."""
 
-    def __init__(self, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768) -> None:
+    def __init__(
+        self,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        kernel_size: int | None = None,
+        padding: int = 0,
+    ) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        kernel_size = kernel_size or patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size, stride=patch_size, padding=padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x).permute(0, 2, 3, 1)

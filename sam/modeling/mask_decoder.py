@@ -72,8 +72,30 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """All 3+1 outputs: masks (B, 4, 4H, 4W) and iou_pred (B, 4)."""
-        batch = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        hs, src = self.run_transformer(
+            output_tokens,
+            image_embeddings,
+            image_pe,
+            sparse_prompt_embeddings,
+            dense_prompt_embeddings,
+        )
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1 : (1 + self.num_mask_tokens), :]
+        masks = self.masks_from_tokens(mask_tokens_out, self.output_upscaling(src))
+        return masks, self.iou_prediction_head(iou_token_out)
+
+    def run_transformer(
+        self,
+        output_tokens: torch.Tensor,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Output tokens (T0, C) ahead of each prompt's tokens (B, T, C), through the two-way
+        transformer with the image embedding -> tokens (B, T0 + T, C) and image (B, C, H, W)."""
+        batch = sparse_prompt_embeddings.shape[0]
         output_tokens = output_tokens.unsqueeze(0).expand(batch, -1, -1)
         tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
 
@@ -86,17 +108,19 @@ class MaskDecoder(nn.Module):
         b, c, h, w = src.shape
 
         hs, src = self.transformer(src, pos_src, tokens)
-        iou_token_out = hs[:, 0, :]
-        mask_tokens_out = hs[:, 1 : (1 + self.num_mask_tokens), :]
+        return hs, src.transpose(1, 2).reshape(b, c, h, w)
 
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+    def masks_from_tokens(
+        self, mask_tokens_out: torch.Tensor, upscaled: torch.Tensor
+    ) -> torch.Tensor:
+        """Mask tokens (B, 4, C) through their hypernetworks, dotted with the upscaled image
+        embedding (B, C/8, 4H, 4W) -> mask logits (B, 4, 4H, 4W)."""
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             dim=1,
         )  # (B, 4, C/8)
         b, c, h, w = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, self.num_mask_tokens, h, w)
-        return masks, self.iou_prediction_head(iou_token_out)
+        return (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, self.num_mask_tokens, h, w)
 
 
 class MLP(nn.Module):

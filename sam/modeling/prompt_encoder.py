@@ -61,14 +61,14 @@ class PromptEncoder(nn.Module):
             points = torch.cat([points, padding_point], dim=1)
             labels = torch.cat([labels, padding_label], dim=1)
         point_embedding = self.pe_layer.forward_with_coords(points, self.input_image_size)
-        point_embedding = torch.where(
-            (labels == -1)[..., None],
-            self.not_a_point_embed.weight,
-            point_embedding
-            + torch.where((labels == 0)[..., None], self.point_embeddings[0].weight, 0.0)
-            + torch.where((labels == 1)[..., None], self.point_embeddings[1].weight, 0.0),
+        # labels 0 and 1 are clicks; 2 and 3, box corners, come here from SAM 2's prompts
+        for label, embedding in enumerate(self.point_embeddings):
+            point_embedding = point_embedding + torch.where(
+                (labels == label)[..., None], embedding.weight, 0.0
+            )
+        return torch.where(
+            (labels == -1)[..., None], self.not_a_point_embed.weight, point_embedding
         )
-        return point_embedding
 
     def _embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
         """boxes (B, 4) as XYXY input-image pixels -> (B, 2, embed_dim)."""

@@ -14,18 +14,17 @@ from .config import MODEL_CONFIGS, SamConfig
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
+from .promptable import PromptableModel
 from .transformer import TwoWayTransformer
+from .transforms import ResizeLongestSide
 
 
-class Sam(nn.Module):
+class Sam(PromptableModel):
     """SAM as released by Meta; ``forward`` keeps the reference's batched-input interface.
 
     The image encoder may run in a lower precision (``encoder_dtype``) while the prompt encoder
     and decoder stay in float32; :meth:`encode_image` hides the casts.
     """
-
-    mask_threshold: float = 0.0
-    image_format: str = "RGB"
 
     def __init__(
         self,
@@ -35,31 +34,39 @@ class Sam(nn.Module):
         pixel_mean: tuple[float, ...] = (123.675, 116.28, 103.53),
         pixel_std: tuple[float, ...] = (58.395, 57.12, 57.375),
     ) -> None:
-        super().__init__()
-        self.image_encoder = image_encoder
-        self.prompt_encoder = prompt_encoder
-        self.mask_decoder = mask_decoder
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        super().__init__(image_encoder, prompt_encoder, mask_decoder, pixel_mean, pixel_std)
         self.config: SamConfig | None = None  # set by build_sam
 
     @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
+    def image_size(self) -> int:
+        """Side of the encoder's square input frame."""
+        return self.image_encoder.img_size
 
-    @property
-    def encoder_dtype(self) -> torch.dtype:
-        return self.image_encoder.patch_embed.proj.weight.dtype
-
-    def set_encoder_dtype(self, dtype: torch.dtype) -> Sam:
-        """Run the image encoder in ``dtype``; the decoder stays float32."""
-        self.image_encoder.to(dtype)
-        return self
+    def input_transform(self) -> ResizeLongestSide:
+        """Resize the long side to the frame (the rest is padded by :meth:`preprocess`)."""
+        return ResizeLongestSide(self.image_encoder.img_size)
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """Preprocessed (B, 3, S, S) pixels -> float32 image embedding (B, C, S/16, S/16)."""
         embedding = self.image_encoder(pixels.to(self.encoder_dtype))
         return embedding.float()
+
+    def decode_masks(
+        self,
+        image_embedding: torch.Tensor,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt embeddings (B, T, C) and (B, C, H, W) on one image's embedding (1, C, H, W)
+        -> low-res logits (B, 3 or 1, 4H, 4W) and predicted IoU (B, 3 or 1)."""
+        return self.mask_decoder(
+            image_embeddings=image_embedding,
+            image_pe=self.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
 
     @torch.no_grad()
     def forward(

@@ -19,19 +19,28 @@ from safetensors.torch import load_file, save_file
 from sam.fast import optimize
 from sam.modeling.config import MODEL_CONFIGS, SamConfig
 from sam.modeling.sam import Sam, build_sam
+from sam.modeling.sam2 import SAM2_CONFIGS, Sam2, Sam2Config, build_sam2
 from sam.weights.precision import apply_precision, resolve_device, resolve_precision
+from sam.weights.sam2_keys import is_sam2_state_dict, sam2_config_for, sam2_to_ours
 from sam.weights.transformers_keys import hf_to_original, is_hf_layout
 
 HUB_REPOS = {
     "vit_b": "facebook/sam-vit-base",
     "vit_l": "facebook/sam-vit-large",
     "vit_h": "facebook/sam-vit-huge",
+    # SAM 2.1 (Apache-2.0): transformers' model.safetensors, or Meta's sam2.1_hiera_*.pt
+    "sam2.1_tiny": "facebook/sam2.1-hiera-tiny",
+    "sam2.1_small": "facebook/sam2.1-hiera-small",
+    "sam2.1_base_plus": "facebook/sam2.1-hiera-base-plus",
+    "sam2.1_large": "facebook/sam2.1-hiera-large",
 }
+KNOWN_CONFIGS: dict[str, SamConfig | Sam2Config] = {**MODEL_CONFIGS, **SAM2_CONFIGS}
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "demo" / "sam_demo.safetensors"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 # Files looked for, in order, in a Hub repo or a folder.
 HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 CONFIG_METADATA_KEY = "sam_config"
+SAM2_CONFIG_METADATA_KEY = "sam2_config"
 
 StateDict = dict[str, torch.Tensor]
 
@@ -46,12 +55,14 @@ def load_sam(
     precision: str = "auto",
     cache_dir: str | os.PathLike | None = None,
     fast: bool = True,
-) -> Sam:
-    """Load SAM weights into our model, ready for inference.
+) -> Sam | Sam2:
+    """Load SAM or SAM 2 weights into our model, ready for inference.
 
-    name_or_path: "vit_b" | "vit_l" | "vit_h" (Meta's weights from the Hub), "demo" (the
-    bundled demo model), a local ``.safetensors``/``.pth`` file or folder in either layout, or a
-    Hub repo id holding one. ``precision`` applies to the image encoder (see
+    name_or_path: "vit_b" | "vit_l" | "vit_h" (Meta's weights from the Hub), "sam2.1_tiny" |
+    "sam2.1_small" | "sam2.1_base_plus" | "sam2.1_large" (SAM 2.1 from the Hub, a
+    :class:`sam.modeling.sam2.Sam2`), "demo" (the bundled demo model), a local
+    ``.safetensors``/``.pth``/``.pt`` file or folder in Meta's or transformers' layout, or a Hub
+    repo id holding one. ``precision`` applies to the image encoder (see
     :func:`sam.weights.precision.resolve_precision`); the prompt encoder and decoder stay
     float32; "int8" quantizes the encoder's linear layers (CPU only, :mod:`sam.fast.int8`).
     ``fast`` swaps in the faster equal modules of :func:`sam.fast.optimize`; without it
@@ -61,8 +72,17 @@ def load_sam(
     encoder_dtype = resolve_precision(precision, target_device)
     path, known_config = resolve_checkpoint(name_or_path, cache_dir=cache_dir)
     state_dict, config = read_checkpoint(path)
-    config = config or known_config or infer_config(state_dict, _config_hints(path))
-    model = build_sam(config)
+    if is_sam2_state_dict(state_dict):
+        try:
+            config = (
+                config or known_config or sam2_config_for(state_dict, path.parent / "config.json")
+            )
+        except (ValueError, KeyError) as error:
+            raise CheckpointError(f"checkpoint {path}: {error}") from error
+        model = build_sam2(config)
+    else:
+        config = config or known_config or infer_config(state_dict, _config_hints(path))
+        model = build_sam(config)
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
@@ -74,11 +94,11 @@ def load_sam(
 
 def resolve_checkpoint(
     name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None
-) -> tuple[Path, SamConfig | None]:
+) -> tuple[Path, SamConfig | Sam2Config | None]:
     """A local checkpoint file for a model name, path or Hub repo id (downloading if needed)."""
     name = os.fspath(name_or_path)
     if name in HUB_REPOS:
-        return _download_hub_weights(HUB_REPOS[name], cache_dir), MODEL_CONFIGS[name]
+        return _download_hub_weights(HUB_REPOS[name], cache_dir), KNOWN_CONFIGS[name]
     if name == "demo":
         if not DEMO_CHECKPOINT.exists():
             raise CheckpointError(f"the bundled demo model is missing: expected {DEMO_CHECKPOINT}")
@@ -156,8 +176,9 @@ def _hub_unreachable(error: Exception) -> bool:
     )
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[StateDict, SamConfig | None]:
-    """A state dict in Meta's layout, plus the config stored with it if any.
+def read_checkpoint(path: str | os.PathLike) -> tuple[StateDict, SamConfig | Sam2Config | None]:
+    """A state dict in Meta's layout (ours for SAM 2: :mod:`sam.weights.sam2_keys`), plus the
+    config stored with it if any.
 
     Reads safetensors, or torch pickles with ``weights_only=True``; accepts either layout and
     common wrappers ({"model": ...}, {"state_dict": ...}).
@@ -180,32 +201,40 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[StateDict, SamConfig | Non
     ):
         raise CheckpointError(f"checkpoint {path} does not hold a state dict of tensors")
     try:
-        if is_hf_layout(state_dict):
+        if is_sam2_state_dict(state_dict):
+            state_dict = sam2_to_ours(state_dict)
+        elif is_hf_layout(state_dict):
             state_dict = hf_to_original(state_dict)
     except ValueError as error:
         raise CheckpointError(f"checkpoint {path}: {error}") from error
     return state_dict, config
 
 
-def _config_from_metadata(path: Path) -> SamConfig | None:
+def _config_from_metadata(path: Path) -> SamConfig | Sam2Config | None:
     from safetensors import safe_open
 
     with safe_open(path, framework="pt") as handle:
         metadata = handle.metadata() or {}
     if CONFIG_METADATA_KEY in metadata:
         return SamConfig.from_dict(json.loads(metadata[CONFIG_METADATA_KEY]))
+    if SAM2_CONFIG_METADATA_KEY in metadata:
+        return Sam2Config.from_dict(json.loads(metadata[SAM2_CONFIG_METADATA_KEY]))
     return None
 
 
-def save_checkpoint(model: Sam, path: str | os.PathLike, config: SamConfig | None = None) -> Path:
-    """Write the weights (Meta's layout, float32) and the config to one safetensors file."""
+def save_checkpoint(
+    model: Sam | Sam2, path: str | os.PathLike, config: SamConfig | Sam2Config | None = None
+) -> Path:
+    """Write the weights (Meta's layout, ours for SAM 2; float32) and the config to one
+    safetensors file."""
     config = config or model.config
     if config is None:
         raise ValueError("save_checkpoint needs a config (model.config is None)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state_dict = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state_dict, path, metadata={CONFIG_METADATA_KEY: config.to_json()})
+    key = SAM2_CONFIG_METADATA_KEY if isinstance(config, Sam2Config) else CONFIG_METADATA_KEY
+    save_file(state_dict, path, metadata={key: config.to_json()})
     return path
 
 
