@@ -9,6 +9,7 @@ the page's layout and the wiring of its events; what the events do is
 
 python app.py [--model vit_b|vit_l|vit_h|demo|/path/to/model.safetensors] [--device auto]
               [--precision auto] [--host 127.0.0.1] [--port 7860] [--share] [--mcp]
+              [--no-instant]
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from prompts.model_shelf import Loader, ModelShelf
 from prompts.page_api import Api
 from prompts.page_handlers import CLICK_MODES, Handlers, model_choices
 from prompts.render import object_rows
-from sam import load_sam
+from prompts.upload_guard import refuse_too_big, size_text, upload_guard
+from sam import load_sam, suggested_model
 
 log = logging.getLogger("sam.app")
 
@@ -41,10 +43,10 @@ MODEL_CHOICES = (
     "demo",
 )
 EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"
-MAX_FILE_SIZE = "25mb"
+MAX_FILE_SIZE = 25 * gr.FileSize.MB  # bytes; Gradio refuses larger uploads, the page says so
 LIMITS = (
-    "PNG, JPEG or WebP, up to 25 MB and 40 megapixels; at most 200 objects per session, "
-    "kept 2 hours after your last click."
+    f"PNG, JPEG or WebP, up to {size_text(MAX_FILE_SIZE)} and 40 megapixels; at most 200 objects "
+    "per session, kept 2 hours after your last click."
 )
 SESSION_TTL_S = 2 * 60 * 60  # a person's image, prompts and masks are dropped after this idle time
 SESSIONS_KEPT = 500  # at most this many people's sessions in memory; the oldest go first
@@ -84,14 +86,18 @@ def text_examples() -> list[list[str]]:
 
 
 def build_demo(
-    model: str = "vit_b",
+    model: str | None = None,
     device: str | None = None,
     precision: str = "auto",
     loader: Loader = load_sam,
     handlers: Handlers | None = None,
+    instant_masks: bool = True,
 ) -> gr.Blocks:
-    """The page. ``model`` is a name or a checkpoint path, loaded now (falling back, with a
-    notice saying so, if it cannot be); the Model menu loads the others on demand."""
+    """The page. ``model`` is a name or a checkpoint path (None: :func:`suggested_model` for
+    ``device``), loaded now (falling back, with a notice saying so, if it cannot be); the Model
+    menu loads the others on demand.
+    ``instant_masks``: whether masks decoded in the browser (instant mode) start switched on."""
+    model = model or suggested_model(device)
     handlers = handlers or Handlers(ModelShelf(device, precision, loader), model)
     handlers.menu = MODEL_CHOICES
     api = Api(handlers)
@@ -119,7 +125,18 @@ def build_demo(
                         )
                         # once an image is in, clicks decoded in the browser (gr.Image: server)
                         instant = instant_view(height=540, elem_id="instant")
+                        # the next image while the view hides gr.Image's upload box
+                        upload_another = gr.UploadButton(
+                            "Upload another image",
+                            file_types=["image"],
+                            size="md",
+                            visible=False,
+                            elem_id="upload-another",
+                        )
                         gr.Markdown(LIMITS, elem_classes=["limits"])
+                        guard = upload_guard(
+                            MAX_FILE_SIZE, drops={"instant": "upload-another"}, elem_id="guard"
+                        )
                     with gr.Tab("Brush", id="brush-tab"):
                         editor = gr.ImageEditor(
                             type="numpy",
@@ -160,7 +177,7 @@ def build_demo(
                     )
                     mode = gr.Radio(list(CLICK_MODES), value="Foreground point", label="Click adds")
                 instant_on = gr.Checkbox(
-                    False, label="Instant masks (in the browser)", elem_id="instant-mode"
+                    instant_masks, label="Instant masks (in the browser)", elem_id="instant-mode"
                 )
                 with gr.Row():
                     text_in.render()
@@ -205,7 +222,7 @@ def build_demo(
         heavy = {"api_visibility": "private", "concurrency_limit": HEAVY_CONCURRENCY}
         heavy["concurrency_id"] = "heavy"
         # the instant view follows every event that changes the image, object, prompts or model
-        refresh = (instant_state, [session, mode, instant_on], [instant, image])
+        refresh = (instant_state, [session, mode, instant_on], [instant, image, upload_another])
         unseen = {**quick, "show_progress": "hidden"}  # no overlay on the image to catch a click
         image.input(
             handlers.image,
@@ -216,8 +233,14 @@ def build_demo(
             **raw,
             concurrency_limit=CLICK_CONCURRENCY,
         ).then(*refresh, **unseen)
-        # A file over the size limit is refused in the browser, which empties the image: put the
-        # person's picture back (no queue: it answers at once, and nothing otherwise).
+        upload_another.upload(
+            handlers.image, [upload_another, session, model_choice], new_image, **quick, **raw
+        ).then(*refresh, **unseen)
+        # A file over the size limit is stopped in the browser, before Gradio's own refusal: the
+        # app's message instead of Gradio's, and nothing on the page changes.
+        guard.too_big(refuse_too_big(MAX_FILE_SIZE), None, None, **quick)
+        # Should Gradio refuse one all the same (the guard's script not loaded), the image is
+        # emptied: put the person's picture back (no queue: it answers at once).
         image.change(
             handlers.restore,
             [image, session],
@@ -235,7 +258,7 @@ def build_demo(
         ).then(handlers.text, [session, text_in], views, **quick).then(*refresh, **unseen)
         image.select(handlers.click, [session, mode], views, **quick)
         instant.mask(instant_click, [session], views, **quick)  # the view already shows it
-        instant.unavailable(server_path, None, [instant_on, instant, image], **quick)
+        instant.unavailable(server_path, None, [instant_on, *refresh[2]], **quick)
         mode.input(*refresh, **unseen)
         instant_on.input(instant_switch, refresh[1], refresh[2], **quick)
         candidates.input(handlers.pick, [session, candidates], views, **quick).then(
@@ -247,8 +270,8 @@ def build_demo(
         new_button.click(handlers.new_object, [session, label], views, **quick).then(
             *refresh, **unseen
         )
-        for trigger in (label.submit, label.blur):
-            trigger(handlers.rename, [session, label], views, **quick)
+        for trigger in (label.submit, label.blur):  # blur: when the image is clicked, too
+            trigger(handlers.rename, [session, label], views, **unseen)
         for button, handler in (
             (delete_button, handlers.delete_object),
             (undo_button, handlers.undo),
@@ -323,17 +346,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Launch the Segment Anything page.")
     parser.add_argument(
         "--model",
-        default="vit_b",
-        help="vit_b (default), vit_l, vit_h, sam2.1_tiny, sam2.1_small, sam2.1_base_plus, "
-        "sam2.1_large (Meta's weights from the Hugging Face Hub), demo, or a checkpoint path "
-        "(.safetensors, .pth); falls back to demo, then to an untrained test model, with a "
-        "notice saying so",
+        default=None,
+        help="vit_b, vit_l, vit_h, sam2.1_tiny, sam2.1_small, sam2.1_base_plus, sam2.1_large "
+        "(Meta's weights from the Hugging Face Hub; default: sam2.1_tiny on a CPU, vit_b on a "
+        "GPU), demo, or a checkpoint path (.safetensors, .pth); falls back to demo, then to an "
+        "untrained test model, with a notice saying so",
     )
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     parser.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
+        choices=["auto", "fp32", "bf16", "fp16", "int8"],
         help="the image encoder's precision",
     )
     parser.add_argument("--host", default="127.0.0.1")
@@ -344,14 +367,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also serve the segment tools to MCP clients (at /gradio_api/mcp)",
     )
+    parser.add_argument(
+        "--no-instant",
+        dest="instant_masks",
+        action="store_false",
+        help="start with instant masks off: every click goes to the server (the page's checkbox "
+        "switches them on)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    log.info("loading %s (Meta's weights are downloaded on first use)", args.model)
-    demo = build_demo(args.model, device=args.device, precision=args.precision)
+    model = args.model or suggested_model(args.device)
+    log.info("loading %s (Meta's weights are downloaded on first use)", model)
+    demo = build_demo(
+        model,
+        device=args.device,
+        precision=args.precision,
+        instant_masks=args.instant_masks,
+    )
     demo.launch(
         **launch_options(
             server_name=args.host, server_port=args.port, share=args.share, mcp_server=args.mcp

@@ -2,7 +2,7 @@
 the page's server path against the decoder in the browser, same model, image and clicks.
 
     python benchmarks/bench_instant.py [--model demo|vit_b|PATH] [--image FILE] [--clicks 15]
-                                       [--hovers 30]
+                                       [--hovers 30] [--isolated]
 
 - server path: the page (app.py), an image uploaded, then foreground clicks; from the click
   event to the page's picture replaced and decoded (the round trip, the server's decoding and
@@ -13,6 +13,8 @@ the page's server path against the decoder in the browser, same model, image and
   where the hover mask is already drawn (a person resting the cursor before clicking).
 
 vit_b runs with random weights (no checkpoint is downloaded): they cost what trained ones do.
+With --isolated the instant page is served cross-origin isolated (COOP and COEP headers), where
+onnxruntime-web runs on as many threads as the browser has cores (up to 4); without, on one.
 Times are medians over the clicks, measured inside the page (event time stamp to the next
 animation frame after the drawing). Target: instant mode at most 50 ms, at least 4x faster than
 the server path.
@@ -29,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -56,6 +60,19 @@ STOPWATCH = """([selector, attribute]) => {
 }"""
 
 
+class CrossOriginIsolation(BaseHTTPMiddleware):
+    """The headers that make a page cross-origin isolated (SharedArrayBuffer, wasm threads)."""
+
+    async def dispatch(self, request, call_next):
+        response = await call_next(request)
+        response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        response.headers["Cross-Origin-Embedder-Policy"] = "require-corp"
+        return response
+
+
+RUN_MS = "Number(document.querySelector('.sam-instant').dataset.runMs)"
+
+
 def model_path(name: str, folder: Path) -> str:
     if name != "vit_b":
         return name
@@ -78,14 +95,17 @@ def page_point(page, selector: str, x: int, y: int, size: tuple[int, int]) -> tu
     ] / height
 
 
-def timed_actions(page, act, points, settle: float = 0.05) -> list[float]:
-    """Do ``act(x, y)`` at each point, waiting for its drawing; the milliseconds of each."""
+def timed_actions(page, act, points, runs: list | None = None, settle: float = 0.05) -> list:
+    """Do ``act(x, y)`` at each point, waiting for its drawing; the milliseconds of each, and
+    in ``runs`` those of the decoder's run the instant view reports (NaN if it reports none)."""
     times = []
     for x, y in points:
         before = page.evaluate("window.benchTimes.length")
         act(x, y)
         page.wait_for_function(f"window.benchTimes.length > {before}", timeout=60_000)
         times.append(page.evaluate("window.benchTimes[window.benchTimes.length - 1]"))
+        if runs is not None:
+            runs.append(page.evaluate(RUN_MS))
         time.sleep(settle)  # let the page go idle between actions
     return times
 
@@ -115,6 +135,13 @@ def open_instant(browser, url: str):
     return page, time.perf_counter() - started
 
 
+def threads(page) -> str:
+    """How many threads the page's onnxruntime-web runs on, and whether the page is isolated."""
+    count = page.evaluate("document.querySelector('.sam-instant').dataset.threads || '1'")
+    isolated = page.evaluate("self.crossOriginIsolated")
+    return f"{count} thread(s), {'' if isolated else 'not '}cross-origin isolated"
+
+
 def instant_mode(browser, url: str, size, points, hovers) -> dict[str, list[float]]:
     """Milliseconds to the mask drawn: for hover moves, for clicks right after the move there
     (the hover's decoding is still running), and for clicks where the hover mask is already
@@ -123,18 +150,20 @@ def instant_mode(browser, url: str, size, points, hovers) -> dict[str, list[floa
     times = {}
     page, load_s = open_instant(browser, url)
     times["load"] = [1000 * load_s]
+    print(f"instant mode: {threads(page)}")
     page.evaluate(STOPWATCH, [".sam-instant", "data-hovers"])
 
     def move(x, y):
         page.mouse.move(*page_point(page, canvas, x, y, size))
 
-    times["hover"] = timed_actions(page, move, hovers)
+    times["hover decoder"], times["click decoder"] = [], []
+    times["hover"] = timed_actions(page, move, hovers, times["hover decoder"])
     page.evaluate(STOPWATCH, [".sam-instant", "data-clicks"])
 
     def click(x, y):
         page.mouse.click(*page_point(page, canvas, x, y, size))
 
-    times["click"] = timed_actions(page, click, points)
+    times["click"] = timed_actions(page, click, points, times["click decoder"])
     page.close()
 
     page, _ = open_instant(browser, url)  # the same clicks again from a fresh start
@@ -172,6 +201,9 @@ def main() -> None:
     parser.add_argument("--image", default=str(ROOT / "assets" / "examples" / "coffee.jpg"))
     parser.add_argument("--clicks", type=int, default=15)
     parser.add_argument("--hovers", type=int, default=30)
+    parser.add_argument(
+        "--isolated", action="store_true", help="serve the instant page with COOP and COEP headers"
+    )
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -182,13 +214,14 @@ def main() -> None:
     points = positions(args.clicks, *size)
     hovers = positions(args.hovers + args.clicks, *size)[args.clicks :]
 
-    server_page = app.build_demo(model, device="cpu")
+    server_page = app.build_demo(model, device="cpu", instant_masks=False)  # the server path
     _, server_url, _ = server_page.launch(
         server_name="127.0.0.1", prevent_thread_lock=True, quiet=True
     )
     instant_page, _ = build_instant_page(SamPredictor(load_sam(model, device="cpu")), image)
+    isolation = {"middleware": [Middleware(CrossOriginIsolation)]} if args.isolated else {}
     _, instant_url, _ = instant_page.launch(
-        server_name="127.0.0.1", prevent_thread_lock=True, quiet=True
+        server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, app_kwargs=isolation
     )
     print(f"model {args.model}, image {Path(args.image).name} {size[0]}x{size[1]}")
     try:
@@ -202,6 +235,10 @@ def main() -> None:
         instant_page.close()
     print(f"instant mode loaded (runtime, decoder, embedding) in {instant['load'][0] / 1000:.2f} s")
     server_median = summary("server path, click to picture", server)
+    for name in ("hover", "click"):
+        if not np.isnan(instant[f"{name} decoder"]).any():  # the view reports its runs
+            label = f"instant mode, the decoder's run alone (onnxruntime-web), per {name}"
+            summary(label, instant[f"{name} decoder"])
     for name, label in (
         ("hover", "hover move to mask"),
         ("click", "click right after moving there, to mask"),

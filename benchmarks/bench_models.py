@@ -62,9 +62,10 @@ def round_robin(functions: dict[str, Callable[[], object]], rounds: int) -> dict
 def ours(name: str, precision: str) -> FirstMask:
     """Our model by name (random weights, optimized as load_sam returns it) behind SamPredictor,
     with a fresh cache per upload so the encoder always runs."""
-    model = build_sam2(name) if name in SAM2_CONFIGS else build_sam(name)
-    model = optimize(randomize_weights(model, seed=0))
-    apply_precision(model, resolve_precision(precision, torch.device("cpu")))
+    sam2 = name in SAM2_CONFIGS
+    model = optimize(randomize_weights(build_sam2(name) if sam2 else build_sam(name), seed=0))
+    encoder = "hiera" if sam2 else "vit"
+    apply_precision(model, resolve_precision(precision, torch.device("cpu"), encoder))
 
     def first_mask(image: np.ndarray):
         predictor = SamPredictor(model, cache=EmbeddingCache())
@@ -129,8 +130,8 @@ def cases(sizes: list[str]) -> list[tuple[str, Callable[[], FirstMask]]]:
     listed: list[tuple[str, Callable[[], FirstMask]]] = [
         ("reference vit_b fp32", reference_vit_b),
         ("ours vit_b fp32", lambda: ours("vit_b", "fp32")),
+        ("ours vit_b int8", lambda: ours("vit_b", "int8")),
         ("ours vit_b auto", lambda: ours("vit_b", "auto")),
-        # more vit_b cases (another precision, say) go here as (name, builder) pairs
     ]
     for size in sizes:
         name = f"sam2.1_{size}"
@@ -170,8 +171,12 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown sizes {unknown}: tiny, small, base_plus, large")
     torch.manual_seed(0)
-    auto = resolve_precision("auto", torch.device("cpu"))
-    print(f"{torch.get_num_threads()} threads, torch {torch.__version__}, 'auto' is {auto} here")
+    cpu = torch.device("cpu")
+    auto = {e: resolve_precision("auto", cpu, e) for e in ("vit", "hiera")}
+    print(
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"'auto' is {auto['vit']} for SAM, {auto['hiera']} for SAM 2.1 here"
+    )
 
     image = sample_image()
     with torch.no_grad():

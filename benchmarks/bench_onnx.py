@@ -5,6 +5,8 @@ and the int8-quantized decoder's masks against the float32 decoder's.
 
 - speed: vit_b (random weights), one point on a 512x512 photo, embedding cached: our
   ``SamPredictor.predict`` against onnxruntime running the fp32, int8 and single-mask exports;
+  and on one thread, as the page runs it, the decoder run alone: Meta's interface (masks at the
+  image's size) against the page's low-res decoder (:mod:`sam.onnx_lowres`);
 - fidelity: the demo model (trained) on held-out generated scenes, the paper's protocol
   (:mod:`sam.evaluate`) decoded by the fp32 and the int8 export, and the agreement of their
   top masks for the centre point of every object; the same agreement for vit_b's random
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sam import SamPredictor, build_sam, load_sam
 from sam.evaluate import center_point, evaluate, markdown_table
 from sam.io.masks import mask_iou
-from sam.onnx_export import DecoderOptions, export_decoder, quantize
+from sam.onnx_export import DecoderOptions, export_decoder, export_lowres_decoder, quantize
 from sam.onnx_model import decoder_inputs
 from sam.train.data import SceneDataset
 from sam.weights.random_weights import randomize_weights
@@ -135,6 +137,7 @@ def main() -> None:
     for name, ms in times.items():
         ratio = ms / times["PyTorch SamPredictor.predict"]
         print(f"{name}: {ms:.1f} ms ({ratio:.2f}x PyTorch's time)")
+    page_decoders(predictor, fp32, export_lowres_decoder(vit_b, folder / "lowres.onnx"), args)
     onnx_fp32, onnx_int8 = (OnnxPredictor(predictor, p, threads) for p in (fp32, int8))
     rng = np.random.default_rng(0)
     points = [(photo, rng.uniform(0, 512, (args.points, 2)).astype(np.float32))]
@@ -170,6 +173,22 @@ def main() -> None:
             f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in sorted(folder.glob("*.onnx"))
         ),
     )
+
+
+def page_decoders(predictor: SamPredictor, meta: Path, lowres: Path, args) -> None:
+    """One click's decoder run on one thread (the page's onnxruntime-web runs on one unless it
+    is cross-origin isolated): Meta's interface against the low-res decoder."""
+    height, width = predictor.original_size
+    inputs = decoder_inputs(
+        predictor.get_image_embedding(), (height, width), 1024, np.array([[250.0, 200.0]]), [1]
+    )
+    calls = {}
+    for label, path in ((f"masks at {width}x{height}", meta), ("low-res only", lowres)):
+        session = OnnxPredictor(predictor, path, threads=1).session
+        feed = {i.name: inputs[i.name] for i in session.get_inputs()}
+        calls[f"onnxruntime 1 thread, decoder {label}"] = lambda s=session, f=feed: s.run(None, f)
+    for name, ms in median_ms(calls, args.repeats).items():
+        print(f"{name}: {ms:.1f} ms")
 
 
 def _saved(model, folder: Path) -> Path:

@@ -54,6 +54,7 @@ CSS = """
   width: auto; height: auto; user-select: none; pointer-events: none; }
 .sam-instant canvas { position: absolute; inset: 0; width: 100%; height: 100%;
   cursor: crosshair; }
+.sam-instant[data-state="loading"] canvas { cursor: progress; }
 .sam-instant-note { line-height: 1.4; font-size: 0.9em; }
 .sam-instant[data-state="off"] { display: none; }
 """

@@ -1,8 +1,12 @@
 """The page's instant mode (:mod:`prompts.instant`): what the in-browser view shows after each
 event, the clicks it decoded (replayed on the server, which keeps the low-res logits for
-refinement and export), and the switch between it and the server's clickable image."""
+refinement and export), and the switch between it and the server's clickable image. While the
+view is shown, the server's image (and its upload box) is hidden: an upload button beside the
+view takes the next image."""
 
 from __future__ import annotations
+
+import logging
 
 import gradio as gr
 
@@ -12,20 +16,51 @@ from prompts.page_handlers import CLICK_MODES, Handlers, friendly, session_views
 from prompts.render import draw_canvas
 from prompts.session import Session
 
+log = logging.getLogger("sam.app")
+
 
 def instant_state(session: Session | None, mode: str, enabled: bool) -> tuple:
-    """(instant view's value, server image's visibility or a skip): the view shows the active
-    object's prompts over the other objects when instant mode is on and can serve this object
-    (not for text prompts or SAM 2); the server's clickable image otherwise."""
-    value = None
-    if enabled and session is not None and session.image is not None:
-        others = [
-            (o.mask, o.colour)
-            for o in session.objects.on_image(session.image_id)
-            if o.object_id != session.active_id
-        ]
-        shown = draw_canvas(session.image, others, None, None)
-        value = instant_value(
+    """(instant view's value, server image's visibility, upload button's visibility; the two
+    visibilities are skips when off): the view shows the active object's prompts over the
+    other objects when instant mode is on and can serve this object (not for text prompts or
+    SAM 2); the server's clickable image otherwise."""
+    value = _value(session, mode) if enabled else None
+    if not enabled:  # the image stays as it is: updating it would re-render it under a click
+        return value, gr.skip(), gr.skip()
+    return (value, *_shown(value is not None))
+
+
+def instant_switch(session: Session | None, mode: str, enabled: bool) -> tuple:
+    """The instant-mode checkbox: :func:`instant_state`, the server's image shown when off."""
+    value = _value(session, mode) if enabled else None
+    return (value, *_shown(value is not None))
+
+
+def server_path() -> tuple:
+    """The browser cannot run the decoder: instant mode off, the server's image back."""
+    gr.Warning("Instant masks are off in this browser: clicks go to the server.")
+    return gr.Checkbox(value=False), None, *_shown(False)
+
+
+def _shown(instant: bool) -> tuple:
+    """(server image, upload button): the image with its upload box, or the instant view's
+    button for the next image."""
+    return gr.Image(visible=not instant), gr.UploadButton(visible=instant)
+
+
+def _value(session: Session | None, mode: str) -> dict | None:
+    """The view's value for the session (None: the server path serves), see
+    :func:`prompts.instant.instant_value`."""
+    if session is None or session.image is None:
+        return None
+    others = [
+        (o.mask, o.colour)
+        for o in session.objects.on_image(session.image_id)
+        if o.object_id != session.active_id
+    ]
+    shown = draw_canvas(session.image, others, None, None)
+    try:
+        return instant_value(
             session.predictor,
             shown,
             session.prompts,
@@ -33,20 +68,10 @@ def instant_state(session: Session | None, mode: str, enabled: bool) -> tuple:
             mode=CLICK_MODES.get(mode, "foreground"),
             colour=object_colour(session.active_id),
         )
-    # With instant mode off the image stays as it is: updating it would re-render it under a click
-    return value, gr.Image(visible=value is None) if enabled else gr.skip()
-
-
-def instant_switch(session: Session | None, mode: str, enabled: bool) -> tuple:
-    """The instant-mode checkbox: :func:`instant_state`, the server's image shown when off."""
-    value, _ = instant_state(session, mode, enabled)
-    return value, gr.Image(visible=value is None)
-
-
-def server_path() -> tuple:
-    """The browser cannot run the decoder: instant mode off, the server's image back."""
-    gr.Warning("Instant masks are off in this browser: clicks go to the server.")
-    return gr.Checkbox(value=False), None, gr.Image(visible=True)
+    except Exception:  # e.g. the decoder's export failed: the server path still works
+        log.exception("instant mode could not serve this image")
+        gr.Warning("Instant masks could not start: clicks go to the server.")
+        return None
 
 
 @friendly(Handlers.VIEWS)

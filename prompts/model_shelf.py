@@ -203,11 +203,17 @@ class ModelShelf:
         return loaded
 
 
+PREWARM_THREAD = "prewarm-decoder"  # the name of prewarm_decoder's threads
+
+
 def prewarm_decoder(model: Sam) -> None:
-    """Export ``model``'s decoder for the page's instant mode in the background, so that the
-    first image's view does not wait seconds for it; SAM 2's decoder is not exported."""
+    """Export ``model``'s decoder for the page's instant mode in the background (a thread
+    named ``PREWARM_THREAD``), so that the first image's view does not wait seconds for it;
+    SAM 2's decoder is not exported."""
     from prompts.instant import FILES  # the page's static files; gradio is imported lazily
     from sam.onnx_export import cached_decoder
 
     if isinstance(model, Sam):
-        threading.Thread(target=cached_decoder, args=(model, FILES), daemon=True).start()
+        threading.Thread(
+            target=cached_decoder, args=(model, FILES), name=PREWARM_THREAD, daemon=True
+        ).start()

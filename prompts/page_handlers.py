@@ -97,6 +97,22 @@ def require_image(session: Session | None) -> Session:
     return session
 
 
+def object_views(session: Session) -> tuple:
+    """(object choice, object list) of the session's image."""
+    here = session.objects.on_image(session.image_id)
+    choices = [(f"#{o.object_id} {o.label}", o.object_id) for o in here]
+    active = session.active_id if session.objects.get(session.active_id) else None
+    rows = [
+        (hex_colour(o.colour), f"#{o.object_id} {o.label}", o.area, o.score, o.object_id == active)
+        for o in here
+    ]
+    others = len(session.objects.items) - len(here)
+    listing = object_rows(rows)
+    if others:
+        listing += f'<p class="objects-elsewhere">and {others} on earlier images</p>'
+    return gr.Radio(choices=choices, value=active), listing
+
+
 def session_views(session: Session | None) -> tuple:
     """(session, image, candidate toggle, object choice, object list, status, label)."""
     if session is None or session.image is None:
@@ -109,23 +125,11 @@ def session_views(session: Session | None) -> tuple:
             "" if session is None else session.status,
             gr.skip(),
         )
-    here = session.objects.on_image(session.image_id)
-    choices = [(f"#{o.object_id} {o.label}", o.object_id) for o in here]
-    active = session.active_id if session.objects.get(session.active_id) else None
-    rows = [
-        (hex_colour(o.colour), f"#{o.object_id} {o.label}", o.area, o.score, o.object_id == active)
-        for o in here
-    ]
-    others = len(session.objects.items) - len(here)
-    listing = object_rows(rows)
-    if others:
-        listing += f'<p class="objects-elsewhere">and {others} on earlier images</p>'
     return (
         session,
         session.canvas(),
         gr.Radio(choices=session.candidate_choices(), value=session.current),
-        gr.Radio(choices=choices, value=active),
-        listing,
+        *object_views(session),
         session.status,
         session.label,
     )
@@ -219,10 +223,14 @@ class Handlers:
 
     @friendly(VIEWS)
     def rename(self, session: Session | None, label: str | None) -> tuple:
+        """Label the active object: of the views, only the object choice, the list and the
+        label change. The label loses focus when the image is clicked, so this runs beside
+        that click; a picture, candidates and status read here before the click ends could
+        arrive after the click's own and undo them."""
         if session is None or session.image is None:
             return session_views(session)
         session.rename(label or "")
-        return session_views(session)
+        return (session, gr.skip(), gr.skip(), *object_views(session), gr.skip(), session.label)
 
     @friendly(VIEWS)
     def delete_object(self, session: Session | None) -> tuple:

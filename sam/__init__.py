@@ -11,7 +11,13 @@ from sam.modeling.config import MODEL_CONFIGS, SamConfig
 from sam.modeling.sam import Sam, build_sam
 from sam.modeling.sam2 import SAM2_CONFIGS, Sam2, Sam2Config, build_sam2
 from sam.predictor import Candidate, ImageNotSetError, SamPredictor
-from sam.weights.checkpoint import CheckpointError, load_sam, sam_model_registry, save_checkpoint
+from sam.weights.checkpoint import (
+    CheckpointError,
+    load_sam,
+    sam_model_registry,
+    save_checkpoint,
+    suggested_model,
+)
 
 __all__ = [
     "MODEL_CONFIGS",
@@ -33,6 +39,7 @@ __all__ = [
     "optimize",
     "sam_model_registry",
     "save_checkpoint",
+    "suggested_model",
 ]
 
 

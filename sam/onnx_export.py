@@ -1,6 +1,8 @@
-"""Writing SAM as ONNX models: the prompt encoder + mask decoder in one file (Meta's interface,
-:class:`~sam.onnx_model.SamOnnxDecoder`), the image encoder in another, and their
-int8-quantized versions through onnxruntime's dynamic quantization.
+"""Writing SAM and SAM 2 as ONNX models: the prompt encoder + mask decoder in one file (Meta's
+interface, :class:`~sam.onnx_model.SamOnnxDecoder`; for SAM 2 the same with the image features
+in three, :class:`~sam.onnx_sam2.Sam2OnnxDecoder`), the image encoder in another, and their
+int8-quantized versions through onnxruntime's dynamic quantization; and the decoder the
+browser runs for SAM (:class:`~sam.onnx_lowres.SamOnnxLowResDecoder`: low-res logits only).
 
 Graphs are made by torch's exporter (``torch.export``, then ONNX opset ``DEFAULT_OPSET`` or
 later) from a plain float32 copy of the model, so any loaded model (optimized, bf16) exports
@@ -21,8 +23,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sam import onnx_lowres, onnx_model
 from sam.modeling.sam import Sam, build_sam
+from sam.modeling.sam2 import Sam2, build_sam2
+from sam.onnx_lowres import LOWRES_DECODER_OUTPUTS, SamOnnxLowResDecoder
 from sam.onnx_model import SamOnnxDecoder, SamOnnxEncoder
+from sam.onnx_sam2 import (
+    SAM2_DECODER_OUTPUTS,
+    SAM2_ENCODER_OUTPUTS,
+    Sam2OnnxDecoder,
+    Sam2OnnxEncoder,
+    sam2_decoder_example_inputs,
+)
 
 # torch.export's ONNX translation starts at opset 18; Meta's export script defaulted to 17.
 DEFAULT_OPSET = 18
@@ -48,7 +60,8 @@ ONNX_FILES = {
 class DecoderOptions:
     """What Meta's export script offers for the decoder.
 
-    return_single_mask: one mask per object (see :class:`SamOnnxDecoder`) instead of all four;
+    return_single_mask: one mask per object (see :class:`SamOnnxDecoder`, and for SAM 2
+    :class:`Sam2OnnxDecoder`) instead of all four;
     use_stability_score: the masks' stability (IoU at threshold +-1) in place of the predicted
     IoU; gelu_approximate: GELU through tanh, for runtimes whose ``Erf`` is slow or missing
     (changes the numbers slightly).
@@ -59,30 +72,38 @@ class DecoderOptions:
     gelu_approximate: bool = False
 
 
-def _check_exportable(model: Sam) -> None:
-    if not isinstance(model, Sam):
-        raise ValueError(f"ONNX export covers SAM (vit_b/l/h, demo), not {type(model).__name__}")
+def _check_exportable(model: Sam | Sam2, sam2: bool = False) -> None:
+    """``model`` is a SAM (or with ``sam2`` a SAM 2) with a config, else ValueError."""
+    kinds = (Sam, Sam2) if sam2 else (Sam,)
+    if not isinstance(model, kinds):
+        covered = "SAM (vit_b/l/h, demo)" + (" and SAM 2 (sam2.1_*)" if sam2 else "")
+        raise ValueError(f"ONNX export covers {covered}, not {type(model).__name__}")
     if model.config is None:
         raise ValueError("the model has no config (build it with build_sam or load_sam)")
 
 
-def plain_float_copy(model: Sam) -> Sam:
+def _build_like(model: Sam | Sam2) -> Sam | Sam2:
+    """A new plain model of ``model``'s kind and config."""
+    return build_sam2(model.config) if isinstance(model, Sam2) else build_sam(model.config)
+
+
+def plain_float_copy(model: Sam | Sam2) -> Sam | Sam2:
     """A new plain (unoptimized) float32 CPU model with ``model``'s weights."""
-    _check_exportable(model)
+    _check_exportable(model, sam2=True)
     state_dict = model.state_dict()
     if not all(isinstance(v, torch.Tensor) and v.is_floating_point() for v in state_dict.values()):
         raise ValueError("only float models can be exported (load with precision 'fp32', not int8)")
-    copy = build_sam(model.config)
+    copy = _build_like(model)
     copy.load_state_dict({name: value.detach().float().cpu() for name, value in state_dict.items()})
     return copy.eval()
 
 
-def plain_decoder_copy(model: Sam) -> Sam:
+def plain_decoder_copy(model: Sam | Sam2) -> Sam | Sam2:
     """A plain float32 CPU copy of ``model``'s prompt encoder and mask decoder, whatever the
     rest of it is; the copy's image encoder is a shape only (on the meta device), which the
     decoder never runs."""
     with torch.device("meta"):
-        copy = build_sam(model.config)
+        copy = _build_like(model)
     for name in ("prompt_encoder", "mask_decoder"):
         weights = {
             k: v.detach().float().cpu() for k, v in getattr(model, name).state_dict().items()
@@ -91,23 +112,28 @@ def plain_decoder_copy(model: Sam) -> Sam:
     return copy.eval()
 
 
-def decoder_module(model: Sam, options: DecoderOptions | None = None) -> SamOnnxDecoder:
+def decoder_module(
+    model: Sam | Sam2, options: DecoderOptions | None = None
+) -> SamOnnxDecoder | Sam2OnnxDecoder:
     """The module that :func:`export_decoder` exports, on a plain float32 copy of ``model``'s
     prompt encoder and mask decoder."""
     options = options or DecoderOptions()
-    _check_exportable(model)
+    _check_exportable(model, sam2=True)
     plain = plain_decoder_copy(model)
     if options.gelu_approximate:
         for module in plain.modules():
             if isinstance(module, nn.GELU):
                 module.approximate = "tanh"
-    return SamOnnxDecoder(plain, options.return_single_mask, options.use_stability_score)
+    wrapper = Sam2OnnxDecoder if isinstance(model, Sam2) else SamOnnxDecoder
+    return wrapper(plain, options.return_single_mask, options.use_stability_score)
 
 
 def decoder_example_inputs(
-    model: Sam, num_objects: int = 1, num_points: int = 3
+    model: Sam | Sam2, num_objects: int = 1, num_points: int = 3
 ) -> dict[str, torch.Tensor]:
     """Random inputs of the decoder's interface: every value is legal, none special."""
+    if isinstance(model, Sam2):
+        return sam2_decoder_example_inputs(model, num_objects, num_points)
     generator = torch.Generator().manual_seed(0)
     channels = model.prompt_encoder.embed_dim
     grid = model.prompt_encoder.image_embedding_size
@@ -124,15 +150,33 @@ def decoder_example_inputs(
 
 
 def export_decoder(
-    model: Sam,
+    model: Sam | Sam2,
     path: str | os.PathLike,
     options: DecoderOptions | None = None,
     opset: int = DEFAULT_OPSET,
 ) -> Path:
     """Write the prompt encoder + mask decoder of ``model`` to ``path`` (one self-contained
-    file): inputs ``DECODER_INPUTS``, outputs ``DECODER_OUTPUTS``, any number of objects,
-    points and image sizes."""
+    file): inputs ``DECODER_INPUTS``, outputs ``DECODER_OUTPUTS`` (for SAM 2
+    :mod:`sam.onnx_sam2`'s), any number of objects, points and image sizes."""
     decoder = decoder_module(model, options)
+    objects, points = torch.export.Dim("num_objects"), torch.export.Dim("num_points")
+    # two objects, so that the traced graph cannot treat their number as the constant 1
+    inputs = decoder_example_inputs(model, num_objects=2)
+    dynamic_shapes = {name: None for name in inputs} | {
+        "point_coords": {0: objects, 1: points},
+        "point_labels": {0: objects, 1: points},
+        "mask_input": {0: objects},
+    }
+    outputs = SAM2_DECODER_OUTPUTS if isinstance(model, Sam2) else DECODER_OUTPUTS
+    return _export(decoder, inputs, dynamic_shapes, outputs, path, opset, False)
+
+
+def export_lowres_decoder(model: Sam, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
+    """Write the decoder the browser runs to ``path``: :class:`SamOnnxLowResDecoder`, inputs
+    ``DECODER_INPUTS`` but orig_im_size, outputs ``LOWRES_DECODER_OUTPUTS``, any number of
+    objects and points."""
+    _check_exportable(model)
+    decoder = SamOnnxLowResDecoder(plain_decoder_copy(model))
     objects, points = torch.export.Dim("num_objects"), torch.export.Dim("num_points")
     dynamic_shapes = {
         "image_embeddings": None,
@@ -140,28 +184,32 @@ def export_decoder(
         "point_labels": {0: objects, 1: points},
         "mask_input": {0: objects},
         "has_mask_input": None,
-        "orig_im_size": None,
     }
-    # two objects, so that the traced graph cannot treat their number as the constant 1
     inputs = decoder_example_inputs(model, num_objects=2)
-    return _export(decoder, inputs, dynamic_shapes, DECODER_OUTPUTS, path, opset, False)
+    del inputs["orig_im_size"]
+    return _export(decoder, inputs, dynamic_shapes, LOWRES_DECODER_OUTPUTS, path, opset, False)
 
 
-def export_encoder(model: Sam, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
+def export_encoder(model: Sam | Sam2, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
     """Write the image encoder of ``model`` to ``path``: input ``x`` (B, 3, S, S) preprocessed
-    as :meth:`Sam.preprocess` does, output ``image_embeddings``. Weights over 2 GB (vit_h) go
-    to ``path`` + ``.data`` beside it, as ONNX requires."""
+    as :meth:`Sam.preprocess` does, output ``image_embeddings``; for SAM 2 input ``image``
+    (:meth:`Sam2.preprocess`), outputs :class:`Sam2OnnxEncoder`'s three features. Weights over
+    2 GB (vit_h) go to ``path`` + ``.data`` beside it, as ONNX requires."""
     plain = plain_float_copy(model)
-    side = plain.image_encoder.img_size
-    inputs = {"x": torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(0))}
-    dynamic_shapes = {"x": {0: torch.export.Dim("batch")}}
+    if isinstance(plain, Sam2):
+        side, name, outputs = plain.image_size, "image", SAM2_ENCODER_OUTPUTS
+        encoder: nn.Module = Sam2OnnxEncoder(plain)
+    else:
+        side, name, outputs = plain.image_encoder.img_size, "x", ("image_embeddings",)
+        encoder = SamOnnxEncoder(plain)
+    inputs = {name: torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(0))}
+    dynamic_shapes = {name: {0: torch.export.Dim("batch")}}
     large = sum(p.numel() for p in plain.image_encoder.parameters()) * 4 >= 2**31
-    encoder = SamOnnxEncoder(plain)
-    return _export(encoder, inputs, dynamic_shapes, ("image_embeddings",), path, opset, large)
+    return _export(encoder, inputs, dynamic_shapes, outputs, path, opset, large)
 
 
 def export_onnx(
-    model: Sam,
+    model: Sam | Sam2,
     out: str | os.PathLike,
     options: DecoderOptions | None = None,
     opset: int = DEFAULT_OPSET,
@@ -191,31 +239,37 @@ def export_onnx(
 
 _cached_decoders: weakref.WeakKeyDictionary[Sam, Path] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
+# torch.export is not thread-safe: two traces at once (a page's background export of its
+# decoder and another export) corrupt each other's graphs; nor is warnings.catch_warnings
+_export_lock = threading.Lock()
 
 
 def cached_decoder(model: Sam, folder: str | os.PathLike) -> Path:
-    """``folder``/decoder-HASH.onnx: the default decoder of ``model``, exported on first use
-    and then reused (also by later processes), HASH naming its weights, config and exporter."""
+    """``folder``/decoder-lowres-HASH.onnx: the decoder the browser runs for ``model``
+    (:func:`export_lowres_decoder`), exported on first use and then reused (also by later
+    processes), HASH naming its weights, config and exporter."""
     with _cache_lock:
         known = _cached_decoders.get(model)
         if known is not None and known.exists():
             return known
         digest = hashlib.sha256(f"{model.config} {DEFAULT_OPSET} {torch.__version__}".encode())
+        for module in (onnx_lowres, onnx_model):  # the code that makes the graph
+            digest.update(Path(module.__file__).read_bytes())
         for part in (model.prompt_encoder, model.mask_decoder):
             for name, tensor in part.state_dict().items():
                 digest.update(name.encode())
                 digest.update(tensor.detach().float().cpu().numpy().tobytes())
-        path = Path(folder) / f"decoder-{digest.hexdigest()[:20]}.onnx"
+        path = Path(folder) / f"decoder-lowres-{digest.hexdigest()[:20]}.onnx"
         if not path.exists():
             partial = path.with_suffix(f".{os.getpid()}.partial")
-            export_decoder(model, partial)
+            export_lowres_decoder(model, partial)
             partial.replace(path)  # whole or absent, for readers in other processes
         _cached_decoders[model] = path
         return path
 
 
 def verify_decoder(
-    model: Sam, path: str | os.PathLike, options: DecoderOptions | None = None
+    model: Sam | Sam2, path: str | os.PathLike, options: DecoderOptions | None = None
 ) -> float:
     """The largest difference between the logits of the ONNX decoder at ``path`` (through
     onnxruntime on the CPU) and of ``model`` on the same random inputs (two objects)."""
@@ -270,7 +324,7 @@ def _export(
         raise ValueError(f"opset must be at least {DEFAULT_OPSET} (torch's exporter), got {opset}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad(), warnings.catch_warnings():
+    with _export_lock, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on every traced shape
         program = torch.onnx.export(
             module,

@@ -3,6 +3,7 @@ read the candidates, the warnings and the downloads, and a bundled scene's known
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 from pathlib import Path
@@ -31,6 +32,32 @@ def upload(page, path: Path, ready: bool = True) -> None:
     field.set_input_files(str(path))
     if ready:
         expect(page.locator("#status")).to_contain_text("Ready: ", timeout=WAIT_MS)
+
+
+def choose_file(page, button: str, path: Path) -> None:
+    """Click the upload button of id ``button`` and pick ``path`` in the file chooser."""
+    with page.expect_file_chooser(timeout=WAIT_MS) as chooser:
+        page.locator(f"#{button}").click()
+    chooser.value.set_files(str(path))
+
+
+def drop_file(page, selector: str, name: str, path: Path | None = None, size: int = 0) -> None:
+    """Drag a file onto the element at ``selector`` and drop it: ``path``'s bytes, or else
+    ``size`` zero bytes (made in the page), named ``name``."""
+    data = base64.b64encode(path.read_bytes()).decode() if path else None
+    transfer = page.evaluate_handle(
+        """([data, name, size]) => {
+            const bytes = data ? Uint8Array.from(atob(data), (c) => c.charCodeAt(0))
+                : new Uint8Array(size);
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: "image/png" }));
+            return transfer;
+        }""",
+        [data, name, size],
+    )
+    target = page.locator(selector).first
+    for kind in ("dragenter", "dragover", "drop"):
+        target.dispatch_event(kind, {"dataTransfer": transfer})
 
 
 def shown_image(page):

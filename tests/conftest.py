@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
+from prompts.model_shelf import PREWARM_THREAD
 from sam import build_sam, optimize
 from sam.weights.random_weights import randomize_weights
 
@@ -16,6 +19,17 @@ def torch_threads(request):
         torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def background_exports_finished():
+    """Every decoder export a test's model shelf started in the background ends with the test,
+    so that none runs on into later tests: it takes their CPU, and torch.export, which the
+    exporter serializes, would make their own exports wait for it."""
+    yield
+    for thread in threading.enumerate():
+        if thread.name == PREWARM_THREAD:
+            thread.join()
 
 
 @pytest.fixture(scope="session")

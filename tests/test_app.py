@@ -1,6 +1,8 @@
 """The page: it builds (also when its model falls back, saying so in the menu and the notice),
-wraps unreadable uploads so that they reach the handler, exposes only its two documented
-endpoints, and launches from the command line with its limits (and as an MCP server)."""
+with instant masks on unless asked otherwise, wraps unreadable uploads so that they reach the
+handler, checks the upload limit in the browser as the server does, exposes only its two
+documented endpoints, and launches from the command line with its limits (and as an MCP
+server)."""
 
 from __future__ import annotations
 
@@ -31,12 +33,37 @@ def image_file(tmp_path):
     return str(path)
 
 
+def block(page: gr.Blocks, elem_id: str):
+    (found,) = [b for b in page.blocks.values() if getattr(b, "elem_id", None) == elem_id]
+    return found
+
+
 def test_page_builds(tiny_checkpoint):
     page = app.build_demo(tiny_checkpoint, device="cpu")
     assert isinstance(page, gr.Blocks)
     # per-person state expires: gradio drops it after this long without activity
     states = [b for b in page.blocks.values() if isinstance(b, gr.State)]
     assert states and all(s.time_to_live == app.SESSION_TTL_S for s in states)
+
+
+def test_instant_masks_start_on_unless_asked_otherwise(tiny_checkpoint):
+    assert block(app.build_demo(tiny_checkpoint, device="cpu"), "instant-mode").value is True
+    page = app.build_demo(tiny_checkpoint, device="cpu", instant_masks=False)
+    assert block(page, "instant-mode").value is False
+    button = block(page, "upload-another")  # shown with the instant view only
+    assert isinstance(button, gr.UploadButton) and button.visible is False
+    (upload,) = [f for f in page.fns.values() if button._id in [t[0] for t in f.targets]]
+    assert upload.fn.__name__ == "image" and not upload.preprocess
+
+
+def test_the_browser_checks_the_servers_upload_limit(tiny_checkpoint):
+    from gradio.utils import _parse_file_size
+
+    page = app.build_demo(tiny_checkpoint, device="cpu")
+    guard = block(page, "guard")
+    assert guard.value["limit"] == app.MAX_FILE_SIZE == _parse_file_size("25mb")
+    assert guard.value["drops"] == {"instant": "upload-another"}  # dropped on the view: uploaded
+    assert "up to 25 MB" in app.LIMITS
 
 
 def test_page_builds_with_a_fallback_model_and_says_which_serves(tiny_sam):
@@ -86,8 +113,9 @@ def test_events_that_read_a_file_take_it_unprocessed(tiny_checkpoint):
 
 def test_command_line():
     args = app.parse_args([])
-    assert (args.model, args.device, args.precision, args.share) == ("vit_b", None, "auto", False)
+    assert (args.model, args.device, args.precision, args.share) == (None, None, "auto", False)
     assert not args.mcp and app.parse_args(["--mcp"]).mcp
+    assert args.instant_masks and not app.parse_args(["--no-instant"]).instant_masks
     command = "--model m.safetensors --device cpu --precision fp32 --host 0.0.0.0 --port 9 --share"
     args = app.parse_args(shlex.split(command))
     assert (args.model, args.device, args.precision) == ("m.safetensors", "cpu", "fp32")
@@ -96,19 +124,37 @@ def test_command_line():
         app.parse_args(["--precision", "int4"])
 
 
+class Launched:
+    """A page that records what it was built and launched with, in place of the real one."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.built, self.options = {}, {}
+        monkeypatch.setattr(app, "build_demo", self.build)
+
+    def build(self, *_, **options):
+        self.built.update(options)
+        return self
+
+    def launch(self, **options):
+        self.options.update(options)
+
+
 def test_the_server_limits_upload_size(monkeypatch):
-    launched = {}
-
-    class Page:
-        def launch(self, **options):
-            launched.update(options)
-
-    monkeypatch.setattr(app, "build_demo", lambda *_, **__: Page())
+    launched = Launched(monkeypatch)
     app.main(["--model", "demo", "--mcp"])
-    assert launched["max_file_size"] == app.MAX_FILE_SIZE == "25mb"
-    assert launched["mcp_server"] is True and launched["state_session_capacity"] > 0
-    assert "#model-notice" in launched["css"]
+    assert launched.options["max_file_size"] == app.MAX_FILE_SIZE == 25 * 2**20
+    assert launched.options["mcp_server"] is True
+    assert launched.options["state_session_capacity"] > 0
+    assert "#model-notice" in launched.options["css"]
     assert "25 MB" in app.LIMITS and "40 megapixels" in app.LIMITS
+
+
+def test_the_command_line_starts_with_instant_masks_unless_asked_otherwise(monkeypatch):
+    launched = Launched(monkeypatch)
+    app.main(["--model", "demo"])
+    assert launched.built["instant_masks"] is True
+    app.main(["--model", "demo", "--no-instant"])
+    assert launched.built["instant_masks"] is False
 
 
 def test_mcp_clients_see_the_segment_tools(tiny_checkpoint):

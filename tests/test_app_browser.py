@@ -1,8 +1,10 @@
 """The page in Chromium, as a person meets it: which model serves (menu and notice, offline);
 one clickable image; three ranked candidates and a toggle that shows each on the image; object
 after object, each kept with its colour and label, selectable and exported; text, text plus a
-click, the text examples; bad files answered once, in the app's words, with nothing lost; segment
-everything; the downloads. Screenshots go to artifacts/."""
+click, the text examples; bad files (and files over the size limit, refused in the browser)
+answered once, in the app's words, with nothing lost; segment everything; the downloads; instant
+mode, on by default, and the next image uploaded or dropped beside its view. Screenshots go to
+artifacts/. Most tests use the server path (pages built with instant masks off)."""
 
 from __future__ import annotations
 
@@ -24,9 +26,11 @@ from tests.browser_page import (
     THREE_OBJECTS,
     WAIT_MS,
     choose,
+    choose_file,
     click_and_wait,
     coco_masks,
     download,
+    drop_file,
     expect_one_warning,
     inside,
     iou,
@@ -70,9 +74,9 @@ def serve(demo):
 
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory, tiny_sam):
-    """The page with the tiny random SAM (fast; its masks mean nothing)."""
+    """The page with the tiny random SAM (fast; its masks mean nothing), instant masks off."""
     checkpoint = save_checkpoint(tiny_sam, tmp_path_factory.mktemp("browser") / "tiny.safetensors")
-    demo = app.build_demo(str(checkpoint), device="cpu")
+    demo = app.build_demo(str(checkpoint), device="cpu", instant_masks=False)
     try:
         yield serve(demo)
     finally:
@@ -80,10 +84,13 @@ def page_url(tmp_path_factory, tiny_sam):
 
 
 @pytest.fixture(scope="module")
-def demo_page_url():
+def demo_model():
+    return load_sam("demo", device="cpu")
+
+
+def offline_page(demo_model, instant_masks: bool):
     """The page as `make app` shows it offline: vit_b asked for, the Hub unreachable, the
-    bundled demo model and its CLIP serving."""
-    demo_model = load_sam("demo", device="cpu")
+    bundled demo model and its CLIP serving; its URL."""
 
     def offline(name, **_):
         if name != "demo":
@@ -93,16 +100,28 @@ def demo_page_url():
     shelf = ModelShelf(device="cpu", loader=offline)
     shelf.hub = HubAccess(probe=lambda url: False)
     with hub_state_kept():
-        demo = app.build_demo(handlers=Handlers(shelf, "vit_b"))
+        demo = app.build_demo(handlers=Handlers(shelf, "vit_b"), instant_masks=instant_masks)
         try:
             yield serve(demo)
         finally:
             demo.close()
 
 
+@pytest.fixture(scope="module")
+def demo_page_url(demo_model):
+    """The offline page, instant masks off (`python app.py --no-instant`)."""
+    yield from offline_page(demo_model, instant_masks=False)
+
+
+@pytest.fixture(scope="module")
+def instant_page_url(demo_model):
+    """The offline page as it starts by default: instant masks on."""
+    yield from offline_page(demo_model, instant_masks=True)
+
+
 def open_page(url: str, height: int = 1100, instant: bool = False):
-    """The page in Chromium, with instant mode switched on or off (clicks then go to the
-    server's image)."""
+    """The page in Chromium, checked to start with instant mode on or off (off: clicks go to
+    the server's image)."""
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
@@ -112,9 +131,7 @@ def open_page(url: str, height: int = 1100, instant: bool = False):
                 viewport={"width": 1400, "height": height}, accept_downloads=True
             )
             page.goto(url)
-            switch = page.locator("#instant-mode input")
-            switch.set_checked(instant)
-            expect(switch).to_be_checked(checked=instant)
+            expect(page.locator("#instant-mode input")).to_be_checked(checked=instant)
             yield page
         finally:
             browser.close()
@@ -128,6 +145,11 @@ def browser_page(page_url):
 @pytest.fixture
 def demo_page(demo_page_url):
     yield from open_page(demo_page_url)
+
+
+@pytest.fixture
+def instant_page(instant_page_url):
+    yield from open_page(instant_page_url, instant=True)
 
 
 # -- tests ---------------------------------------------------------------------------------------
@@ -173,6 +195,16 @@ def test_one_clickable_image_three_ranked_candidates_and_the_toggle(browser_page
     save_screenshot(page, "app_browser_click.png")
 
 
+TOO_BIG = "'big.png' is 26 MB; the limit is 25 MB: pick a smaller or resized image."
+
+
+def over_the_limit(folder: Path) -> Path:
+    """A 'PNG' of 26 MB, over the page's 25 MB limit."""
+    path = folder / "big.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(26 * 2**20 - 8))
+    return path
+
+
 def test_bad_files_get_one_message_each_and_lose_nothing(browser_page, tmp_path):
     from playwright.sync_api import expect
 
@@ -200,13 +232,22 @@ def test_bad_files_get_one_message_each_and_lose_nothing(browser_page, tmp_path)
         )
         np.testing.assert_allclose(picture(page), kept, atol=12)  # the same picture (JPEG)
         ranked_candidates(page)
-    (tmp_path / "big.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(26 * 2**20))
-    upload(
-        page, tmp_path / "big.png", ready=False
-    )  # refused in the browser, which empties the image...
+    big = over_the_limit(tmp_path)
+    shown = picture_src(page)
+    upload(page, big, ready=False)  # stopped in the browser: the app's message, not Gradio's
+    expect_one_warning(page, TOO_BIG, "app_browser_too_big.png")
+    drop_file(page, "#image img", big.name, size=big.stat().st_size)  # or dragged onto it
+    expect_one_warning(page, TOO_BIG)
+    assert page.get_by_text("exceed the maximum allowed size").count() == 0
+    assert picture_src(page) == shown  # the picture was never emptied
+    ranked_candidates(page)
+    expect(page.locator("#object-list li")).to_have_count(1)
+    # Should Gradio refuse one itself (here: the page's check switched off), the image it empties
+    # is put back.
+    page.evaluate("window.samUploadGuard.props = { value: { limit: Infinity, drops: {} } }")
+    upload(page, big, ready=False)
     expect(page.get_by_text("exceed the maximum allowed size")).to_be_visible(timeout=WAIT_MS)
-    shown_image(page)  # ...and the page puts the person's picture back
-    save_screenshot(page, "app_browser_too_big.png")
+    shown_image(page)
     np.testing.assert_allclose(picture(page), kept, atol=12)
     ranked_candidates(page)
     expect(page.locator("#object-list li")).to_have_count(1)
@@ -354,29 +395,117 @@ def test_docs_screenshot(demo_page):
     page.screenshot(path=str(ARTIFACTS / "app_browser_docs.png"), full_page=False)
 
 
-def test_instant_mode_clicks_are_decoded_in_the_browser(demo_page_url, tmp_path):
-    """Instant mode (switched on): the view replaces the server's image, a click on a shape
-    is decoded in the browser and replayed on the server, whose mask is downloaded."""
+def instant_view(page):
+    """The instant view, once ready."""
+    view = page.locator("#instant .sam-instant[data-state=ready]")
+    view.wait_for(timeout=WAIT_MS)
+    return view
+
+
+def click_view(page, mask: np.ndarray) -> None:
+    """Click on the instant view inside ``mask`` (H, W) and wait for the server's candidates."""
+    canvas = instant_view(page).locator("canvas")
+    box = canvas.bounding_box()
+    height, width = mask.shape
+    x, y = inside(mask)
+    canvas.click(
+        position={"x": (x + 0.5) * box["width"] / width, "y": (y + 0.5) * box["height"] / height}
+    )
+    ranked_candidates(page)
+
+
+def view_picture(page) -> np.ndarray:
+    """What the instant view shows, as (H, W, 3) uint8."""
+    src = instant_view(page).locator("img").get_attribute("src")
+    return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+
+
+def view_pixels(page) -> list[int]:
+    """The instant view's canvas (the prompts and the mask drawn), as RGBA bytes."""
+    return page.evaluate(
+        """() => {
+            const canvas = document.querySelector('#instant canvas');
+            const { width, height } = canvas;
+            return Array.from(canvas.getContext('2d').getImageData(0, 0, width, height).data);
+        }"""
+    )
+
+
+def test_instant_mode_is_on_by_default_and_clicks_are_decoded_in_the_browser(
+    instant_page, tmp_path
+):
+    """Instant mode (on when the page opens): the view replaces the server's image, a click on
+    a shape is decoded in the browser and replayed on the server, whose mask is downloaded."""
     from playwright.sync_api import expect
 
+    page = instant_page
     _, truths = scene_truth(7)
     ellipse = truths["purple striped ellipse"]
-    for page in open_page(demo_page_url, instant=True):
-        upload(page, EXAMPLES / "shapes_7.png")
-        view = page.locator("#instant .sam-instant[data-state=ready]")
-        view.wait_for(timeout=WAIT_MS)
-        expect(page.locator("#image")).to_be_hidden()
-        canvas = view.locator("canvas")
-        box = canvas.bounding_box()
-        height, width = ellipse.shape
-        x, y = inside(ellipse)
-        canvas.click(
-            position={
-                "x": (x + 0.5) * box["width"] / width,
-                "y": (y + 0.5) * box["height"] / height,
-            }
-        )
-        ranked_candidates(page)
-        save_screenshot(page, "app_browser_instant.png")
-        (mask,) = coco_masks(download(page, tmp_path, "annotations_coco.json")).values()
-        assert iou(mask, ellipse) >= 0.8
+    expect(page.locator("#upload-another")).to_be_hidden()  # gr.Image's upload box serves
+    upload(page, EXAMPLES / "shapes_7.png")
+    instant_view(page)
+    expect(page.locator("#image")).to_be_hidden()
+    expect(page.get_by_role("button", name="Upload another image")).to_be_visible()
+    click_view(page, ellipse)
+    save_screenshot(page, "app_browser_instant.png")
+    (mask,) = coco_masks(download(page, tmp_path, "annotations_coco.json")).values()
+    assert iou(mask, ellipse) >= 0.8
+
+
+def test_instant_mode_takes_the_next_image_from_its_button_or_a_drop(instant_page):
+    """With the view shown, "Upload another image" (or a file dropped on the view) brings the
+    next image into it, ready for clicks; the objects of the first stay listed."""
+    from playwright.sync_api import expect
+
+    page = instant_page
+    first, truths = scene_truth(7)
+    second, second_truths = scene_truth(3)
+    upload(page, EXAMPLES / "shapes_7.png")
+    click_view(page, truths["purple striped ellipse"])
+    assert np.abs(view_picture(page).astype(float) - first).mean() < 8  # the first image (JPEG)
+    shown = instant_view(page).locator("img").get_attribute("src")
+    choose_file(page, "upload-another", EXAMPLES / "shapes_3.png")
+    expect(page.locator("#instant img")).not_to_have_attribute("src", shown, timeout=WAIT_MS)
+    expect(page.locator("#candidates label")).to_have_count(0)
+    assert np.abs(view_picture(page).astype(float) - second).mean() < 8  # the new image (JPEG)
+    expect(page.locator("#image")).to_be_hidden()
+    expect(page.locator(".objects-elsewhere")).to_contain_text("1 on earlier images")
+    click_view(page, second_truths["blue dotted diamond"])
+    save_screenshot(page, "app_browser_instant_another.png")
+    shown = instant_view(page).locator("img").get_attribute("src")
+    drop_file(page, "#instant canvas", "shapes_7.png", EXAMPLES / "shapes_7.png")
+    expect(page.locator("#instant img")).not_to_have_attribute("src", shown, timeout=WAIT_MS)
+    expect(page.locator("#status")).to_contain_text("Ready: ", timeout=WAIT_MS)
+    instant_view(page)
+    expect(page.locator(".objects-elsewhere")).to_contain_text("2 on earlier images")
+    assert page.locator(".toast-body").count() == 0
+
+
+def test_instant_mode_a_file_over_the_limit_gets_one_message_and_loses_nothing(
+    instant_page, tmp_path
+):
+    """A file over 25 MB, through the upload button or dropped on the view, is stopped in the
+    browser: one message in the app's words; the picture, the prompts, the object stay."""
+    from playwright.sync_api import expect
+
+    page = instant_page
+    _, truths = scene_truth(7)
+    upload(page, EXAMPLES / "shapes_7.png")
+    page.get_by_label("Label").fill("ellipse")
+    page.get_by_label("Label").press("Enter")
+    click_view(page, truths["purple striped ellipse"])
+    shown = instant_view(page).locator("img").get_attribute("src")
+    drawn = view_pixels(page)
+    candidates = ranked_candidates(page)
+    big = over_the_limit(tmp_path)
+    choose_file(page, "upload-another", big)
+    expect_one_warning(page, TOO_BIG, "app_browser_instant_too_big.png")
+    drop_file(page, "#instant canvas", big.name, size=big.stat().st_size)
+    expect_one_warning(page, TOO_BIG)
+    assert page.get_by_text("exceed the maximum allowed size").count() == 0
+    assert instant_view(page).locator("img").get_attribute("src") == shown
+    assert view_pixels(page) == drawn  # the point and the mask, as they were
+    assert ranked_candidates(page) == candidates
+    expect(page.locator("#object-list li")).to_have_count(1)
+    expect(page.locator("#object-list li")).to_contain_text("ellipse")
+    expect(page.get_by_label("Label")).to_have_value("ellipse")

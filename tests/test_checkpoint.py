@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from sam import CheckpointError, build_sam, load_sam, save_checkpoint
 from sam.weights import precision
-from sam.weights.checkpoint import infer_config, read_checkpoint
+from sam.weights.checkpoint import infer_config, read_checkpoint, suggested_model
 from sam.weights.random_weights import randomize_weights
 from sam.weights.transformers_keys import original_to_hf, to_transformers_config
 
@@ -188,3 +188,10 @@ def test_bad_precision_and_device():
         load_sam("vit_test-does-not-matter", precision="int3")
     with pytest.raises(ValueError, match="device"):
         load_sam("vit_b", device="tpu:7")
+
+
+def test_suggested_model_is_sam2_tiny_on_a_cpu_and_vit_b_on_a_gpu(monkeypatch):
+    assert suggested_model("cpu") == "sam2.1_tiny"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert suggested_model("cuda") == "vit_b"
+    assert suggested_model(None) == "vit_b"

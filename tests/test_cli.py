@@ -190,3 +190,18 @@ def test_help_runs_as_a_module():
     )
     assert result.returncode == 0
     assert "--points-per-side" in result.stdout and "SA-1B" in result.stdout
+
+
+def test_without_model_the_suggested_one_loads(images, monkeypatch, capsys):
+    from sam.weights import checkpoint
+
+    asked = []
+
+    def load_sam(name, **kwargs):
+        asked.append(name)
+        raise checkpoint.CheckpointError("not fetched in this test")
+
+    monkeypatch.setattr(checkpoint, "load_sam", load_sam)
+    assert main(["everything", str(images), "--device", "cpu"]) == 2
+    assert asked == ["sam2.1_tiny"]  # the fastest on a CPU
+    assert "could not load model 'sam2.1_tiny'" in capsys.readouterr().err

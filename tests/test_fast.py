@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sam import SamPredictor, build_sam, load_sam, optimize, save_checkpoint
+from sam import SamPredictor, build_sam, build_sam2, load_sam, optimize, save_checkpoint
 from sam.fast import FASTER, is_optimized
 from sam.fast.shared_decoding import SharingMaskDecoder
 from sam.weights.random_weights import randomize_weights
@@ -15,7 +15,8 @@ def test_optimize_swaps_every_plain_module_and_keeps_the_weights():
     model = randomize_weights(build_sam("vit_test"), seed=0)
     before = {name: tensor.data_ptr() for name, tensor in model.state_dict().items()}
     plain_types = {type(m) for m in model.modules()}
-    assert set(FASTER) <= plain_types and not is_optimized(model)
+    sam2_types = {type(m) for m in build_sam2("sam2_test").modules()}  # Hiera's twins
+    assert set(FASTER) <= plain_types | sam2_types and not is_optimized(model)
     assert optimize(model) is model
     assert is_optimized(model)
     assert isinstance(model.mask_decoder, SharingMaskDecoder)

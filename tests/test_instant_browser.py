@@ -7,14 +7,17 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from prompts.instant import RUNTIME
 from prompts.session import Session
-from sam import SamPredictor, load_sam
+from sam import Sam, SamPredictor, load_sam
 from sam.io.masks import mask_iou
 from tests.instant_page import build_instant_page
 from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS
@@ -31,6 +34,8 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "assets" / "examples" / "shap
 WIDTH, HEIGHT = 240, 180
 # (x, y) in the 240x180 image: the blue ellipse, the dotted red shape, the grey background
 BLUE, RED, BACKGROUND = (98, 95), (65, 63), (220, 20)
+# what Sam.postprocess_masks reads of vit_b: the encoder's side (its low-res masks are 256)
+VIT_B_FRAME = SimpleNamespace(image_encoder=SimpleNamespace(img_size=1024))
 HOVER_ALPHA = 110  # what instant.js draws the hovered mask with (points are opaque)
 CURRENT_ALPHA = 140  # and the current mask
 
@@ -158,7 +163,7 @@ def click(page, received: list, x: int, y: int, shift: bool = False, size=(WIDTH
     deadline = time.monotonic() + 30
     while len(received) == count:
         assert time.monotonic() < deadline, "the browser's mask never reached the server"
-        time.sleep(0.05)
+        page.wait_for_timeout(50)  # lets Playwright answer the routed requests meanwhile
     return received[-1]
 
 
@@ -250,6 +255,42 @@ def test_the_current_mask_is_drawn_from_the_server(model, image):
     with serve(model, image, mask) as (url, received):
         for page, _, _ in browse(url, received):
             np.testing.assert_array_equal(canvas_alpha(page) == CURRENT_ALPHA, mask)
+
+
+@pytest.mark.parametrize(
+    ("image_size", "view"),
+    [((180, 240), (180, 240)), ((1200, 1600), (768, 1024)), ((333, 517), (333, 517))],
+)
+def test_low_res_masks_resize_as_the_servers(image_size, view):
+    """masks.js's lowResMask equals Sam.postprocess_masks thresholded, bit for bit, on logits
+    with an object's edge and with noise everywhere."""
+    from playwright.sync_api import sync_playwright
+
+    from sam.modeling.transforms import ResizeLongestSide
+
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[:256, :256]
+    edge = 8 - 8 * (((rows - 100) / 60) ** 2 + ((cols - 130) / 80) ** 2)
+    noise = torch.nn.functional.avg_pool2d(torch.randn(1, 1, 256, 256), 5, 1, 2)[0, 0]
+    resized = ResizeLongestSide.get_preprocess_shape(*image_size, 1024)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.add_script_tag(content=(RUNTIME / "masks.js").read_text())
+            for logits in (edge + rng.normal(0, 0.5, edge.shape), 3 * noise.numpy()):
+                logits = torch.tensor(logits, dtype=torch.float32)
+                bits = page.evaluate(
+                    """([logits, resized, view]) => Array.from(lowResMask(
+                        Float32Array.from(logits), maskResizer(256, 1024, resized, view)))""",
+                    [logits.flatten().tolist(), list(resized), list(view)],
+                )
+                expected = Sam.postprocess_masks(VIT_B_FRAME, logits[None, None], resized, view)
+                expected = expected[0, 0].numpy() > 0
+                assert 0 < expected.sum() < expected.size
+                np.testing.assert_array_equal(np.array(bits, bool).reshape(view), expected)
+        finally:
+            browser.close()
 
 
 def test_a_browser_that_cannot_run_it_says_so(served):

@@ -1,5 +1,6 @@
-"""The page's instant mode (prompts/instant_handlers.py): the view's value after an event, the
-switch back to the server's image, and a browser-decoded click replayed on the server."""
+"""The page's instant mode (prompts/instant_handlers.py): the view's value after an event, with
+the upload button for the next image while the view is shown; the switch back to the server's
+image (also when the decoder cannot be had); a browser-decoded click replayed on the server."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from prompts import instant
-from prompts.instant_handlers import instant_click, instant_state, instant_switch
+from prompts import instant, instant_handlers
+from prompts.instant_handlers import instant_click, instant_state, instant_switch, server_path
 from prompts.session import Session
 from sam import SamPredictor
 from sam.io.masks import mask_to_uncompressed_rle
@@ -28,20 +29,41 @@ def session(tiny_sam, tmp_path, monkeypatch):
 
 
 def test_off_or_without_an_image_the_server_image_serves(session):
-    assert instant_state(None, "Foreground point", True)[0] is None
-    value, image = instant_state(session, "Foreground point", False)
-    assert value is None and image == gr.skip()  # the image is left alone
-    value, image = instant_switch(session, "Foreground point", False)
-    assert value is None and image.visible is True
+    value, image, button = instant_state(None, "Foreground point", True)
+    assert value is None and image.visible is True and button.visible is False
+    value, image, button = instant_state(session, "Foreground point", False)
+    assert value is None and image == button == gr.skip()  # the image is left alone
+    value, image, button = instant_switch(session, "Foreground point", False)
+    assert value is None and image.visible is True and button.visible is False
+    with pytest.warns(UserWarning, match="Instant masks are off in this browser"):
+        switch, value, image, button = server_path()
+    assert switch.value is False and value is None
+    assert image.visible is True and button.visible is False
 
 
 @pytest.mark.slow  # exports the decoder once (seconds)
 def test_on_the_view_replaces_the_image_with_the_clicks_mode(session):
     session.click(40, 30, "foreground")
-    value, image = instant_state(session, "Background point", True)
+    value, image, button = instant_state(session, "Background point", True)
     assert value["mode"] == "background" and value["points"] == [[40.0, 30.0, 1]]
     assert value["mask"] is not None  # the current candidate, drawn before any hover
-    assert image.visible is False
+    assert image.visible is False and button.visible is True  # the next image: the button
+
+
+def test_text_prompts_are_served_from_the_servers_image(session):
+    session.prompts = session.prompts.with_text("red ellipse")  # as a text prompt leaves it
+    value, image, button = instant_state(session, "Foreground point", True)
+    assert value is None and image.visible is True and button.visible is False
+
+
+def test_without_the_decoder_the_server_path_serves_and_says_so(session, monkeypatch):
+    def failing(*_, **__):
+        raise RuntimeError("the exporter is missing")
+
+    monkeypatch.setattr(instant_handlers, "instant_value", failing)
+    with pytest.warns(UserWarning, match="Instant masks could not start"):
+        value, image, button = instant_state(session, "Foreground point", True)
+    assert value is None and image.visible is True and button.visible is False
 
 
 def test_a_browser_click_is_replayed_on_the_server(session):

@@ -126,7 +126,9 @@ def test_the_candidate_toggle_shows_the_picked_mask(handlers, image_file):
 def test_objects_new_rename_select_and_delete(handlers, image_file):
     session = upload(handlers, image_file)
     handlers.click(session, "Foreground point", select([10, 20]))
-    handlers.rename(session, "cat")
+    _, image, candidates, objects, _, status, label = handlers.rename(session, "cat")
+    assert all(is_skip(view) for view in (image, candidates, status))  # a click's, if beside it
+    assert objects.choices == [("#1 cat", 1)] and label == "cat"
     handlers.new_object(session, "dog")
     _, _, _, objects, listing, _, label = handlers.click(
         session, "Foreground point", select([50, 40])

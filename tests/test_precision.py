@@ -46,6 +46,19 @@ def test_auto_on_cpu_follows_the_cpus_instructions(monkeypatch, flags, expected)
     assert resolve_precision("auto", torch.device("cpu")) == expected
 
 
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"avx2", "avx512_vnni", "avx512_bf16"}, torch.bfloat16),  # native bf16 first for Hiera
+        ({"avx2", "avx_vnni"}, torch.qint8),
+        ({"avx2", "fma"}, torch.float32),
+    ],
+)
+def test_auto_for_hiera_prefers_native_bf16(monkeypatch, flags, expected):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    assert resolve_precision("auto", torch.device("cpu"), encoder="hiera") == expected
+
+
 def test_cpu_flag_detection_reads_cpuinfo():
     with open("/proc/cpuinfo") as cpuinfo:
         flags = cpuinfo.read()
@@ -56,6 +69,8 @@ def test_cpu_flag_detection_reads_cpuinfo():
 def test_bad_values():
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("int4", torch.device("cpu"))
+    with pytest.raises(ValueError, match="encoder"):
+        resolve_precision("auto", torch.device("cpu"), encoder="convnet")
     assert resolve_precision("int8", torch.device("cpu")) == torch.qint8
     with pytest.raises(ValueError, match="device"):
         resolve_device("banana")

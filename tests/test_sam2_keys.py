@@ -10,9 +10,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sam import CheckpointError, SamPredictor, load_sam, save_checkpoint
+from sam import CheckpointError, SamPredictor, build_sam, load_sam, save_checkpoint
 from sam.fast import is_optimized
+from sam.fast.int8 import is_quantized
 from sam.modeling.sam2 import SAM2_CONFIGS, Sam2
+from sam.weights import precision
+from sam.weights.random_weights import randomize_weights
 from sam.weights.sam2_keys import (
     config_from_transformers,
     sam2_config_for,
@@ -158,3 +161,16 @@ def test_our_checkpoint_round_trip_keeps_the_config(hf_model, tmp_path):
     loaded = load_sam(path, precision="fp32")
     assert isinstance(loaded, Sam2) and loaded.config == CONFIG
     assert _same_weights(loaded, hf_model)
+
+
+def test_auto_precision_follows_the_encoder(hf_model, tmp_path, monkeypatch):
+    """On a CPU with both int8 dot products and native bf16, "auto" quantizes a ViT encoder
+    but runs Hiera in bf16."""
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_vnni", "avx512_bf16"}))
+    save_file(hf_model.state_dict(), tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps(to_transformers_config(CONFIG).to_dict()))
+    sam2 = load_sam(tmp_path, device="cpu", precision="auto")
+    assert not is_quantized(sam2)
+    assert next(sam2.image_encoder.parameters()).dtype == torch.bfloat16
+    vit = save_checkpoint(randomize_weights(build_sam("vit_test")), tmp_path / "vit.safetensors")
+    assert is_quantized(load_sam(vit, device="cpu", precision="auto"))

@@ -1,8 +1,9 @@
-// Instant prompts: SAM's prompt encoder and mask decoder (the exported ONNX decoder) run in the
-// page through onnxruntime-web, on the image embedding the server computed once per image. The
-// mask under the cursor follows the mouse; a click adds the prompt as the server would (points,
-// box corners, the previous best candidate's low-res logits as the mask prompt) and sends the
-// three ranked masks back to the server with the 'mask' event.
+// Instant prompts: SAM's prompt encoder and mask decoder (the exported ONNX decoder, which gives
+// low-res logits: sam/onnx_lowres.py) run in the page through onnxruntime-web, on the image
+// embedding the server computed once per image; masks.js resizes the one mask drawn to the
+// view. The mask under the cursor follows the mouse; a click adds the prompt as the server
+// would (points, box corners, the previous best candidate's low-res logits as the mask prompt)
+// and sends the three ranked masks back to the server with the 'mask' event.
 //
 // Runs as the body of a gr.HTML js_on_load, after masks.js: `element`, `trigger`, `props` and
 // `watch` are Gradio's. props.value is the state made by prompts/instant.py:instant_value.
@@ -29,6 +30,7 @@ const state = {
   value: null,
   session: null, // onnxruntime InferenceSession of value.decoder
   embedding: null, // its input tensor
+  resizer: null, // masks.js maskResizer: low-res logits to the view
   points: [], // [[x, y, label], ...] in image pixels
   corners: [], // box corners: one while drawing, two once complete
   logits: null, // Float32Array (4G * 4G): the mask prompt of the next prediction
@@ -56,7 +58,10 @@ async function runtime(folder) {
   if (!window.samInstantRuntime) {
     window.samInstantRuntime = (async () => {
       const ort = await import(fileUrl(`${folder}/ort.wasm.bundle.min.mjs`));
-      ort.env.wasm.numThreads = 1; // threads need a cross-origin isolated page
+      // threads need SharedArrayBuffer, which only a cross-origin isolated page has (COOP
+      // and COEP headers); at most 4, the cap of onnxruntime-web's own default
+      const cores = Math.min(navigator.hardwareConcurrency || 1, 4);
+      ort.env.wasm.numThreads = self.crossOriginIsolated ? cores : 1;
       ort.env.wasm.proxy = false;
       ort.env.wasm.wasmBinary = await gunzip(fileUrl(`${folder}/ort-wasm-simd-threaded.wasm.gz`));
       return ort;
@@ -85,6 +90,7 @@ async function load(value) {
   view.dataset.state = "loading";
   view.dataset.mode = value.mode;
   note.textContent = "Loading the in-browser decoder…";
+  part(".sam-instant img").src = fileUrl(value.image); // the picture, while the decoder loads
   const started = performance.now();
   try {
     if (!("DecompressionStream" in window) || typeof WebAssembly !== "object") {
@@ -107,7 +113,9 @@ async function load(value) {
     if (state.value !== value) return; // a newer value arrived meanwhile
     state.session = session;
     state.embedding = new ort.Tensor("float32", embedding, value.embedding_shape);
+    state.resizer = resizerFor(value);
     state.ort = ort;
+    view.dataset.threads = String(ort.env.wasm.numThreads);
   } catch (error) {
     view.dataset.state = "failed";
     note.textContent = `Instant mode is off: ${error.message}`;
@@ -118,7 +126,6 @@ async function load(value) {
   state.corners = value.corners.map((c) => c.slice());
   state.logits = value.logits ? await floats(value.logits) : null;
   state.mask = value.mask ? decodeRle(value.mask) : null;
-  part(".sam-instant img").src = fileUrl(value.image);
   view.dataset.state = "ready";
   note.textContent = "";
   draw();
@@ -140,13 +147,26 @@ function completeBox(corners) {
   return [Math.min(xa, xb), Math.min(ya, yb), Math.max(xa, xb), Math.max(ya, yb)];
 }
 
+// The image's size in the encoder's frame, as ResizeLongestSide.get_preprocess_shape: [H, W].
+function resizedSize(value) {
+  const { width, height, encoder_size: side } = value;
+  const scale = side / Math.max(width, height);
+  return [Math.floor(height * scale + 0.5), Math.floor(width * scale + 0.5)];
+}
+
+function resizerFor(value) {
+  const resized = resizedSize(value);
+  const view = [value.view_height, value.view_width];
+  return maskResizer(value.mask_input_size, value.encoder_size, resized, view);
+}
+
 // Points, then the box's corners (labels 2 and 3) or else a padding point, in the encoder's
 // frame: prompts/instant.py and sam.onnx_model.decoder_inputs do the same.
 function decoderInputs(points, box, logits) {
-  const { width, height, encoder_size: side } = state.value;
-  const scale = side / Math.max(width, height);
-  const sx = Math.floor(width * scale + 0.5) / width;
-  const sy = Math.floor(height * scale + 0.5) / height;
+  const { width, height } = state.value;
+  const [resizedHeight, resizedWidth] = resizedSize(state.value);
+  const sx = resizedWidth / width;
+  const sy = resizedHeight / height;
   const all = points.map(([x, y, label]) => [x, y, label]);
   if (box) {
     all.push([box[0], box[1], CORNER_LABELS[0]], [box[2], box[3], CORNER_LABELS[1]]);
@@ -173,18 +193,13 @@ function decoderInputs(points, box, logits) {
       lowRes,
     ]),
     has_mask_input: new Tensor("float32", new Float32Array([logits ? 1 : 0]), [1]),
-    // masks at the view's size: the image's, or smaller for large images
-    orig_im_size: new Tensor(
-      "float32",
-      new Float32Array([state.value.view_height, state.value.view_width]),
-      [2],
-    ),
   };
 }
 
 // The three multimask outputs, best predicted IoU first (ties keep their order), as
-// SamPredictor.predict_ranked gives them. The latest prompts' answer is kept: a click where
-// the cursor rests reuses the hover's decoding, done or running.
+// SamPredictor.predict_ranked gives them; each resizes its mask to the view when first asked
+// (a hover draws only the best). The latest prompts' answer is kept: a click where the cursor
+// rests reuses the hover's decoding, done or running.
 let running = Promise.resolve(); // one run at a time: a session does not run concurrently
 const latest = { key: null, logits: null, session: null, embedding: null, candidates: null };
 
@@ -203,21 +218,29 @@ function decode(points, box, logits) {
 
 async function run(points, box, logits) {
   const inputs = decoderInputs(points, box, logits);
-  const result = running.then(() => state.session.run(inputs));
+  const result = running.then(async () => {
+    const started = performance.now();
+    const outputs = await state.session.run(inputs);
+    view.dataset.runMs = (performance.now() - started).toFixed(1); // the decoder alone
+    return outputs;
+  });
   running = result.catch(() => {});
   const outputs = await result;
-  const masks = outputs.masks.data;
   const scores = outputs.iou_predictions.data;
   const lowRes = outputs.low_res_masks.data;
-  const pixels = state.value.view_width * state.value.view_height;
-  const side = state.value.mask_input_size;
+  const pixels = state.value.mask_input_size ** 2;
+  const resizer = state.resizer;
   const ranked = [1, 2, 3].sort((a, b) => scores[b] - scores[a] || a - b);
-  return ranked.map((index) => ({
-    index: index - 1,
-    score: scores[index],
-    logits: masks.subarray(index * pixels, (index + 1) * pixels),
-    lowRes: lowRes.slice(index * side * side, (index + 1) * side * side),
-  }));
+  return ranked.map((index) => {
+    let mask = null;
+    const logits = lowRes.slice(index * pixels, (index + 1) * pixels);
+    return {
+      index: index - 1,
+      score: scores[index],
+      lowRes: logits,
+      mask: () => (mask ||= lowResMask(logits, resizer)), // (view_height * view_width) bits
+    };
+  });
 }
 
 // -- hover and click ------------------------------------------------------------------------------
@@ -252,7 +275,7 @@ async function hoverLoop() {
       const prompts = promptsWith(shown.at, shown.label);
       const best = prompts ? (await decode(prompts.points, prompts.box, state.logits))[0] : null;
       if (state.hover !== shown) continue; // moved on meanwhile: decode the latest place
-      draw(best ? threshold(best.logits) : null, shown);
+      draw(best ? best.mask() : null, shown);
       view.dataset.hoverMs = (performance.now() - shown.time).toFixed(1);
       view.dataset.hovers = String(Number(view.dataset.hovers || 0) + 1);
     }
@@ -285,25 +308,32 @@ async function click(event, started) {
     candidates = await decode(state.points, box, state.logits);
   }
   state.logits = candidates.length ? candidates[0].lowRes : null;
-  state.mask = candidates.length ? threshold(candidates[0].logits) : null;
+  state.mask = candidates.length ? candidates[0].mask() : null;
   state.hover = null;
   draw();
   const drawnMs = performance.now() - started;
   view.dataset.clickMs = drawnMs.toFixed(1);
   view.dataset.clicks = String(Number(view.dataset.clicks || 0) + 1);
   const mode = label === null ? "box" : label === FOREGROUND ? "foreground" : "background";
-  trigger("mask", {
+  const { view_width: width, view_height: height } = state.value;
+  const sent = {
     click: { x: at[0], y: at[1], mode },
-    points: state.points,
-    corners: state.corners,
-    size: [state.value.view_height, state.value.view_width],
-    candidates: candidates.map((c) => ({
-      index: c.index,
-      score: c.score,
-      rle: encodeRle(threshold(c.logits), state.value.view_width, state.value.view_height),
-    })),
+    points: state.points.map((p) => p.slice()),
+    corners: state.corners.map((c) => c.slice()),
+    size: [height, width],
     decode_ms: drawnMs,
-  });
+  };
+  // the mask is painted first; the candidates' run lengths for the server are made after
+  requestAnimationFrame(() =>
+    setTimeout(() => {
+      const ranked = candidates.map((c) => ({
+        index: c.index,
+        score: c.score,
+        rle: encodeRle(c.mask(), width, height),
+      }));
+      trigger("mask", { ...sent, candidates: ranked });
+    }),
+  );
 }
 
 const onCanvas = (event) => event.target.matches && event.target.matches(".sam-instant canvas");

@@ -33,6 +33,7 @@ from sam.cli.common import (
 )
 from sam.cli.onnx_command import add_export_onnx_parser
 from sam.cli.ray_engine import add_engine_options
+from sam.weights.checkpoint import suggested_model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "model", "") is None:
+            args.model = suggested_model(args.device)
         if "inputs" in args and getattr(args, "engine", "local") == "local":
             args.images = find_images(args.inputs)  # bad paths fail before the model loads
         return args.handler(args)

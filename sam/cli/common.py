@@ -186,10 +186,10 @@ def add_common_options(
     parser.add_argument("--out", default="sam_output", help="output folder (default: sam_output)")
     parser.add_argument(
         "--model",
-        default="vit_b",
+        default=None,
         help="vit_b, vit_l, vit_h, or SAM 2.1's sam2.1_tiny, sam2.1_small, sam2.1_base_plus, "
         "sam2.1_large (Meta's weights, downloaded once), demo, a checkpoint file or folder, or "
-        "a Hugging Face repo id (default: vit_b)",
+        "a Hugging Face repo id (default: sam2.1_tiny on a CPU, vit_b on a GPU)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best)")
     parser.add_argument(

@@ -24,19 +24,23 @@ def add_export_onnx_parser(commands: argparse._SubParsersAction) -> None:
         description="Write OUT/" + ", OUT/".join(ONNX_FILES.values()) + " (the quantized ones "
         "with --quantize). The decoder has the inputs of Meta's exported decoder "
         "(image_embeddings, point_coords, point_labels, mask_input, has_mask_input, "
-        "orig_im_size), with any number of objects per call.",
+        "orig_im_size), with any number of objects per call; SAM 2's takes image_embed, "
+        "high_res_feats_0 and high_res_feats_1 (its encoder's outputs) for image_embeddings "
+        "and also outputs object_score_logits.",
     )
     parser.add_argument("--out", default="sam_onnx", help="output folder (default: sam_onnx)")
     parser.add_argument(
         "--model",
         default="vit_b",
-        help="vit_b, vit_l or vit_h (Meta's weights), demo, a checkpoint file or folder, or a "
-        "Hugging Face repo id (default: vit_b)",
+        help="vit_b, vit_l, vit_h, or SAM 2.1's sam2.1_tiny, sam2.1_small, sam2.1_base_plus, "
+        "sam2.1_large (Meta's weights), demo, a checkpoint file or folder, or a Hugging Face "
+        "repo id (default: vit_b)",
     )
     parser.add_argument(
         "--return-single-mask",
         action="store_true",
-        help="one mask per object (the best for one click) instead of all four",
+        help="one mask per object instead of all four (SAM: the best for one click; SAM 2: "
+        "its predictor's choice for one mask)",
     )
     parser.add_argument(
         "--opset",

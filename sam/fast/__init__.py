@@ -6,6 +6,8 @@ checkpoints, ``state_dict`` and training are unchanged) and compute the same num
 
 - the encoder's attention a chunk of queries at a time (:mod:`sam.fast.attention`);
 - the encoder's MLP through oneDNN's fused linear + GELU on CPU (:mod:`sam.fast.mlp`);
+- SAM 2's Hiera blocks a band of windows at a time, for a smaller peak, with oneDNN's linear
+  layers (:mod:`sam.fast.hiera`);
 - the decoder shares the image-side work between prompts (:mod:`sam.fast.shared_decoding`);
 - low-res masks resized to the image in one composed step (:mod:`sam.fast.mask_resize`).
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 from torch import nn
 
 from sam.fast.attention import ChunkedAttention
+from sam.fast.hiera import ChunkedHiera, ChunkedMultiScaleBlock, FusedMultiScaleAttention
 from sam.fast.mask_resize import ResizingSam
 from sam.fast.mlp import FusedMLPBlock
 from sam.fast.shared_decoding import SharingMaskDecoder
@@ -25,6 +28,7 @@ from sam.modeling.common import MLPBlock
 from sam.modeling.image_encoder import Attention
 from sam.modeling.mask_decoder import MaskDecoder
 from sam.modeling.sam import Sam
+from sam.modeling.sam2.hiera import Hiera, MultiScaleAttention, MultiScaleBlock
 
 # plain class -> its faster twin; only exact classes are swapped, never other subclasses
 FASTER = {
@@ -32,6 +36,9 @@ FASTER = {
     MLPBlock: FusedMLPBlock,
     MaskDecoder: SharingMaskDecoder,
     Sam: ResizingSam,
+    Hiera: ChunkedHiera,
+    MultiScaleBlock: ChunkedMultiScaleBlock,
+    MultiScaleAttention: FusedMultiScaleAttention,
 }
 
 

@@ -20,7 +20,12 @@ from sam.fast import optimize
 from sam.modeling.config import MODEL_CONFIGS, SamConfig
 from sam.modeling.sam import Sam, build_sam
 from sam.modeling.sam2 import SAM2_CONFIGS, Sam2, Sam2Config, build_sam2
-from sam.weights.precision import apply_precision, resolve_device, resolve_precision
+from sam.weights.precision import (
+    apply_precision,
+    check_precision,
+    resolve_device,
+    resolve_precision,
+)
 from sam.weights.sam2_keys import is_sam2_state_dict, sam2_config_for, sam2_to_ours
 from sam.weights.transformers_keys import hf_to_original, is_hf_layout
 
@@ -49,6 +54,13 @@ class CheckpointError(ValueError):
     """A checkpoint could not be found, downloaded or read; the message says what to do."""
 
 
+def suggested_model(device: str | torch.device | None = None) -> str:
+    """The model a person gets without naming one: SAM 2.1 tiny where ``device`` (see
+    :func:`resolve_device`) is a CPU, the fastest there to the first mask after an upload
+    (docs/benchmarks.md); Meta's vit_b on a GPU."""
+    return "vit_b" if resolve_device(device).type == "cuda" else "sam2.1_tiny"
+
+
 def load_sam(
     name_or_path: str | os.PathLike = "vit_b",
     device: str | torch.device | None = None,
@@ -69,7 +81,7 @@ def load_sam(
     the model is the plain one, Meta's code as written.
     """
     target_device = resolve_device(device)
-    encoder_dtype = resolve_precision(precision, target_device)
+    check_precision(precision, target_device)  # before any download
     path, known_config = resolve_checkpoint(name_or_path, cache_dir=cache_dir)
     state_dict, config = read_checkpoint(path)
     if is_sam2_state_dict(state_dict):
@@ -89,6 +101,8 @@ def load_sam(
         raise CheckpointError(f"checkpoint {path} does not fit the model: {error}") from error
     if fast:
         optimize(model)
+    encoder = "hiera" if isinstance(model, Sam2) else "vit"
+    encoder_dtype = resolve_precision(precision, target_device, encoder)
     return apply_precision(model.to(target_device).eval(), encoder_dtype)
 
 

@@ -90,31 +90,43 @@ def _first_frame_outside_package() -> int:
     return level
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """The encoder dtype for "auto" | "fp32" | "bf16" | "fp16" | "int8" on ``device``
-    (``torch.qint8`` for int8, which runs on the CPU only).
-
-    "auto": on CUDA bf16 where the GPU has it, else fp16; on CPUs with int8 dot-product
-    instructions (VNNI, AMX) int8, which measured faster than bf16 there with masks as close to
-    fp32 (docs/benchmarks.md); else bf16 where the CPU has it natively (AVX512-BF16, AMX); else
-    fp32.
-    """
-    if precision == "int8" and device.type != "cpu":
-        raise ValueError(f"precision 'int8' runs on the CPU only, not on {device}")
-    if precision in PRECISIONS:
-        warn_if_emulated(precision, device)
-        return PRECISIONS[precision]
-    if precision != "auto":
+def check_precision(precision: str, device: torch.device) -> None:
+    """ValueError naming what is wrong unless ``precision`` is one :func:`resolve_precision`
+    takes on ``device``."""
+    if precision != "auto" and precision not in PRECISIONS:
         raise ValueError(
             f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}"
         )
+    if precision == "int8" and device.type != "cpu":
+        raise ValueError(f"precision 'int8' runs on the CPU only, not on {device}")
+
+
+def resolve_precision(precision: str, device: torch.device, encoder: str = "vit") -> torch.dtype:
+    """The dtype of an image encoder (``encoder``: "vit" for SAM, "hiera" for SAM 2) for
+    "auto" | "fp32" | "bf16" | "fp16" | "int8" on ``device`` (``torch.qint8`` for int8, which
+    runs on the CPU only).
+
+    "auto": on CUDA bf16 where the GPU has it, else fp16. On the CPU it never picks an emulated
+    precision: for ViT, int8 where the CPU has int8 dot-product instructions (VNNI, AMX), which
+    measured faster than bf16 there with masks as close to fp32, else native bf16; for Hiera,
+    native bf16 first (as fast as int8 there, with less memory), else int8; else fp32
+    (docs/benchmarks.md).
+    """
+    check_precision(precision, device)
+    if encoder not in ("vit", "hiera"):
+        raise ValueError(f"encoder must be 'vit' or 'hiera', got {encoder!r}")
+    if precision in PRECISIONS:
+        warn_if_emulated(precision, device)
+        return PRECISIONS[precision]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_flags() & INT8_DOT_PRODUCT_FLAGS:
-        return torch.qint8
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return torch.bfloat16
-    return torch.float32
+    if device.type != "cpu":
+        return torch.float32
+    int8 = bool(cpu_flags() & INT8_DOT_PRODUCT_FLAGS)
+    order = [(int8, torch.qint8), (cpu_has_native_bf16(), torch.bfloat16)]
+    if encoder == "hiera":
+        order.reverse()
+    return next((dtype for available, dtype in order if available), torch.float32)
 
 
 def apply_precision(model: Sam, dtype: torch.dtype) -> Sam:

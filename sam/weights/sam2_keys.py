@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from sam.modeling.sam2.config import SAM2_CONFIGS, Sam2Config
+from sam.weights.transformers_keys import mask_decoder_config
 
 StateDict = dict[str, torch.Tensor]
 
@@ -268,13 +269,7 @@ def to_transformers_config(config: Sam2Config):  # -> transformers.Sam2Config
             mask_input_channels=config.mask_in_chans,
         ),
         mask_decoder_config=dict(
-            hidden_size=config.hidden_dim,
-            num_hidden_layers=config.decoder_depth,
-            num_attention_heads=config.decoder_num_heads,
-            mlp_dim=config.decoder_mlp_dim,
-            iou_head_depth=config.iou_head_depth,
-            iou_head_hidden_dim=config.iou_head_hidden_dim,
-            num_multimask_outputs=config.num_multimask_outputs,
+            **mask_decoder_config(config, config.hidden_dim),
             dynamic_multimask_stability_delta=config.dynamic_multimask_stability_delta,
             dynamic_multimask_stability_thresh=config.dynamic_multimask_stability_thresh,
         ),

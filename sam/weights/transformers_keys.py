@@ -13,6 +13,7 @@ import re
 import torch
 
 from sam.modeling.config import SamConfig
+from sam.modeling.sam2.config import Sam2Config
 
 StateDict = dict[str, torch.Tensor]
 
@@ -152,13 +153,19 @@ def to_transformers_config(config: SamConfig):  # -> transformers.SamConfig
             image_embedding_size=grid,
             mask_input_channels=config.mask_in_chans,
         ),
-        mask_decoder_config=dict(
-            hidden_size=config.prompt_embed_dim,
-            num_hidden_layers=config.decoder_depth,
-            num_attention_heads=config.decoder_num_heads,
-            mlp_dim=config.decoder_mlp_dim,
-            iou_head_depth=config.iou_head_depth,
-            iou_head_hidden_dim=config.iou_head_hidden_dim,
-            num_multimask_outputs=config.num_multimask_outputs,
-        ),
+        mask_decoder_config=mask_decoder_config(config, config.prompt_embed_dim),
+    )
+
+
+def mask_decoder_config(config: SamConfig | Sam2Config, hidden_size: int) -> dict:
+    """transformers' ``mask_decoder_config`` for our config's decoder fields, which SAM and
+    SAM 2 share."""
+    return dict(
+        hidden_size=hidden_size,
+        num_hidden_layers=config.decoder_depth,
+        num_attention_heads=config.decoder_num_heads,
+        mlp_dim=config.decoder_mlp_dim,
+        iou_head_depth=config.iou_head_depth,
+        iou_head_hidden_dim=config.iou_head_hidden_dim,
+        num_multimask_outputs=config.num_multimask_outputs,
     )

@@ -1,0 +1,105 @@
+// The page's uploads, checked before Gradio sends them (prompts/upload_guard.py): a file over the
+// limit, chosen in any file input of the page or dropped on it, is stopped here and reported to
+// the server with the 'too_big' event, which answers with the app's own message; Gradio's
+// listeners never see it, so the image, prompts and objects stay as they were. A file dropped on
+// a drop target (the instant view) goes to its upload button's input, as if chosen there.
+//
+// Runs as the body of a gr.HTML js_on_load: `trigger` and `props` are Gradio's; props.value is
+// {limit: bytes, drops: {target element id: upload button element id}}.
+
+// The listeners are the page's, added once; a later mount of this component only updates what
+// they use.
+window.samUploadGuard = { trigger, props };
+if (!window.samUploadGuardListening) {
+  window.samUploadGuardListening = true;
+  const guard = () => window.samUploadGuard;
+  const config = () => guard().props.value || { limit: Infinity, drops: {} };
+  const tooBig = (files) => Array.from(files || []).find((file) => file.size > config().limit);
+  const refuse = (file) => guard().trigger("too_big", { name: file.name, size: file.size });
+  // An upload button's file input: Gradio renders it just before the button.
+  const fileInput = (button) => {
+    const element = document.getElementById(button);
+    if (!element) return null;
+    const before = element.previousElementSibling;
+    if (before && before.matches("input[type=file]")) return before;
+    return element.querySelector("input[type=file]");
+  };
+  // The drop target under an event, and the file input its files go to.
+  const dropTarget = (event) => {
+    for (const [target, button] of Object.entries(config().drops)) {
+      const over = event.target.closest && event.target.closest(`#${target}`);
+      const input = over && fileInput(button);
+      if (input) return { over, input };
+    }
+    return null;
+  };
+  // Gradio's upload areas stop showing a drag over them on their drop, which they do not get
+  // here: a drag leaving them does the same.
+  const unhighlight = (target) => {
+    const block = target.closest(".block") || target;
+    for (const area of [target, ...block.querySelectorAll("[aria-dropeffect]")]) {
+      area.dispatchEvent(new DragEvent("dragleave", { relatedTarget: null }));
+    }
+  };
+  const carriesFiles = (event) =>
+    event.dataTransfer && Array.from(event.dataTransfer.types || []).includes("Files");
+
+  // Capture phase, on the window: before the input's or the upload area's own listeners.
+  window.addEventListener(
+    "change",
+    (event) => {
+      const input = event.target;
+      if (!(input instanceof HTMLInputElement) || input.type !== "file") return;
+      const file = tooBig(input.files);
+      if (!file) return;
+      event.stopImmediatePropagation();
+      input.value = ""; // the same file chosen again is checked again
+      refuse(file);
+    },
+    true,
+  );
+  window.addEventListener(
+    "dragover",
+    (event) => {
+      const drop = carriesFiles(event) && dropTarget(event);
+      if (!drop) return;
+      event.preventDefault(); // a drop is welcome here
+      event.dataTransfer.dropEffect = "copy";
+      drop.over.classList.add("sam-drop-over");
+    },
+    true,
+  );
+  window.addEventListener(
+    "dragleave",
+    (event) => {
+      const drop = dropTarget(event);
+      if (drop && !drop.over.contains(event.relatedTarget)) {
+        drop.over.classList.remove("sam-drop-over");
+      }
+    },
+    true,
+  );
+  window.addEventListener(
+    "drop",
+    (event) => {
+      const files = event.dataTransfer && event.dataTransfer.files;
+      if (!files || !files.length) return;
+      const drop = dropTarget(event);
+      const file = tooBig(files);
+      if (!drop && !file) return; // an upload area's own drop, within the limit
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      if (drop) drop.over.classList.remove("sam-drop-over");
+      else unhighlight(event.target);
+      if (file) {
+        refuse(file);
+        return;
+      }
+      const chosen = new DataTransfer();
+      chosen.items.add(files[0]); // one image at a time
+      drop.input.files = chosen.files;
+      drop.input.dispatchEvent(new Event("change", { bubbles: true }));
+    },
+    true,
+  );
+}

@@ -1,0 +1,109 @@
+"""The browser's decoder (low-res logits, attention and upscaling rearranged) against Meta's
+interface decoder and the predictor, before and after export, same weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from sam import SamPredictor, build_sam
+from sam.onnx_export import (
+    DECODER_INPUTS,
+    cached_decoder,
+    decoder_example_inputs,
+    decoder_module,
+    export_lowres_decoder,
+    plain_decoder_copy,
+)
+from sam.onnx_lowres import LOWRES_DECODER_INPUTS, LOWRES_DECODER_OUTPUTS, SamOnnxLowResDecoder
+from sam.onnx_model import decoder_inputs
+from sam.weights.random_weights import randomize_weights
+
+ATOL = 1e-4
+
+
+def _inputs(model, objects: int, points: int, has_mask: float) -> dict[str, torch.Tensor]:
+    inputs = decoder_example_inputs(model, objects, points)
+    inputs["has_mask_input"] = torch.tensor([has_mask])
+    return inputs
+
+
+def _lowres(inputs: dict) -> dict:
+    return {name: inputs[name] for name in LOWRES_DECODER_INPUTS}
+
+
+def _expected(model, inputs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Meta's interface decoder: (iou_predictions, low_res_masks)."""
+    with torch.no_grad():
+        _, scores, low_res = decoder_module(model)(**inputs)
+    return scores.numpy(), low_res.numpy()
+
+
+def _session(path) -> onnxruntime.InferenceSession:
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+# 1 to 20 points: from 3 points on, for vit_test's 2 heads of 8 channels, the rearranged
+# attention does more work than the plain one, and gives the same numbers
+@pytest.mark.parametrize(("objects", "points"), [(1, 1), (2, 3), (1, 20)])
+@pytest.mark.parametrize("has_mask", [0.0, 1.0])
+def test_equals_the_plain_decoder(plain_tiny_sam, objects, points, has_mask):
+    inputs = _inputs(plain_tiny_sam, objects, points, has_mask)
+    decoder = SamOnnxLowResDecoder(plain_decoder_copy(plain_tiny_sam)).eval()
+    with torch.no_grad():
+        scores, low_res = (x.numpy() for x in decoder(**_lowres(inputs)))
+    expected_scores, expected_low_res = _expected(plain_tiny_sam, inputs)
+    assert low_res.shape == (objects, 4, 32, 32)
+    assert np.abs(expected_low_res).max() > 100 * ATOL  # not a comparison of near-zeros
+    np.testing.assert_allclose(scores, expected_scores, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(low_res, expected_low_res, atol=ATOL, rtol=0)
+
+
+@pytest.mark.slow  # exports (seconds)
+def test_export_equals_the_predictor(tiny_sam, tmp_path):
+    path = export_lowres_decoder(tiny_sam, tmp_path / "lowres.onnx")
+    session = _session(path)
+    assert [i.name for i in session.get_inputs()] == list(
+        DECODER_INPUTS[:-1]
+    )  # Meta's, less the size
+    assert [o.name for o in session.get_outputs()] == list(LOWRES_DECODER_OUTPUTS)
+
+    predictor = SamPredictor(tiny_sam)
+    predictor.set_image(np.random.default_rng(1).integers(0, 256, (70, 100, 3), dtype=np.uint8))
+    prompt = dict(point_coords=np.array([[30.0, 20.0]]), point_labels=[1], box=[5, 5, 90, 60])
+    _, _, mask_input = predictor.predict(**prompt, multimask_output=False)
+    inputs = decoder_inputs(
+        predictor.get_image_embedding(), (70, 100), 128, **prompt, mask_input=mask_input
+    )
+    scores, low_res = session.run(None, _lowres(inputs))
+    _, expected_scores, expected_low_res = predictor.predict(**prompt, mask_input=mask_input)
+    np.testing.assert_allclose(scores[0, 1:], expected_scores, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(low_res[0, 1:], expected_low_res, atol=ATOL, rtol=0)
+
+    for objects, points in ((1, 1), (3, 5)):
+        inputs = _inputs(tiny_sam, objects, points, 1.0)
+        outputs = session.run(None, {k: v.numpy() for k, v in _lowres(inputs).items()})
+        for output, expected in zip(outputs, _expected(tiny_sam, inputs)):
+            np.testing.assert_allclose(output, expected, atol=ATOL, rtol=0)
+
+
+@pytest.mark.slow  # exports once (seconds)
+def test_cached_decoder_is_the_lowres_one(tiny_sam, tmp_path):
+    path = cached_decoder(tiny_sam, tmp_path)
+    assert path.name.startswith("decoder-lowres-") and cached_decoder(tiny_sam, tmp_path) == path
+    assert [o.name for o in _session(path).get_outputs()] == list(LOWRES_DECODER_OUTPUTS)
+
+
+@pytest.mark.slow  # vit_b's decoder exported (seconds)
+def test_vit_b(tmp_path):
+    """The released decoder size (8 heads, 256 channels), random weights, one click and a
+    mask prompt, and twelve points."""
+    model = randomize_weights(build_sam("vit_b"), seed=1)
+    session = _session(export_lowres_decoder(model, tmp_path / "lowres.onnx"))
+    for points in (2, 12):
+        inputs = _inputs(model, 1, points, 1.0)
+        outputs = session.run(None, {k: v.numpy() for k, v in _lowres(inputs).items()})
+        for output, expected in zip(outputs, _expected(model, inputs)):
+            np.testing.assert_allclose(output, expected, atol=ATOL, rtol=0)
