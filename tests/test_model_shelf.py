@@ -11,6 +11,7 @@ from prompts.hub_access import HubAccess
 from prompts.model_shelf import ModelShelf, TextModels, load_with_fallback
 from prompts.text_prompter import TextModel
 from sam import CheckpointError, build_sam
+from sam.weights.random_weights import randomize_weights
 from tests.page_fixtures import hub_state_kept
 
 
@@ -72,7 +73,9 @@ def test_shelf_loads_each_model_once():
 
     def loader(name, **_):
         calls.append(name)
-        return build_sam("vit_test")
+        # the same weights each time: the shelf's background export of the decoder finds its
+        # file already written, instead of exporting a fresh random model per load
+        return randomize_weights(build_sam("vit_test"), seed=0)
 
     shelf = ModelShelf(loader=loader, capacity=1)
     assert shelf.get("a") is shelf.get("a") and calls == ["a"]
