@@ -7,7 +7,6 @@ import collections
 
 import numpy as np
 import onnx
-import onnxruntime
 import pytest
 import torch
 
@@ -32,35 +31,10 @@ from sam.onnx_sam2 import (
     sam2_decoder_inputs,
 )
 from sam.weights.random_weights import randomize_weights
+from tests.test_onnx_export import ATOL, _run, _session, _torch
+from tests.test_onnx_model import HEIGHT, PROMPTS, WIDTH
 
 pytestmark = pytest.mark.slow  # each export traces the model (seconds)
-ATOL = 1e-4
-HEIGHT, WIDTH = 90, 120
-
-# prompts in pixels of the HEIGHT x WIDTH image, as SamPredictor.predict takes them
-PROMPTS = {
-    "one point": dict(point_coords=np.array([[60.0, 40.0]]), point_labels=np.array([1])),
-    "points": dict(point_coords=np.array([[60.0, 40.0], [10, 80]]), point_labels=np.array([1, 0])),
-    "box": dict(box=np.array([20.0, 10, 100, 70])),
-    "points and box": dict(
-        point_coords=np.array([[60.0, 40.0]]),
-        point_labels=np.array([0]),
-        box=np.array([20.0, 10, 100, 70]),
-    ),
-}
-
-
-def _session(path) -> onnxruntime.InferenceSession:
-    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-def _run(session: onnxruntime.InferenceSession, inputs: dict) -> list[np.ndarray]:
-    return session.run(None, {name: np.asarray(x, np.float32) for name, x in inputs.items()})
-
-
-def _torch(module: torch.nn.Module, inputs: dict) -> list[np.ndarray]:
-    with torch.no_grad():
-        return [x.numpy() for x in module(**{k: torch.as_tensor(v) for k, v in inputs.items()})]
 
 
 @pytest.fixture(scope="module")
