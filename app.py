@@ -21,7 +21,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from prompts.instant import instant_view
+from prompts.instant import ISOLATION_MIDDLEWARE, instant_view
 from prompts.instant_handlers import instant_click, instant_state, instant_switch, server_path
 from prompts.model_shelf import Loader, ModelShelf
 from prompts.page_api import Api
@@ -333,11 +333,14 @@ def build_demo(
 
 def launch_options(**options) -> dict:
     """What :meth:`gradio.Blocks.launch` needs for this page (its styles, upload limit, session
-    bound), plus ``options``."""
+    bound, the headers that let instant mode's decoder run on several threads), plus
+    ``options``."""
+    app_kwargs = {"middleware": ISOLATION_MIDDLEWARE, **options.pop("app_kwargs", {})}
     return {
         "css": CSS_FILE.read_text(),
         "max_file_size": MAX_FILE_SIZE,
         "state_session_capacity": SESSIONS_KEPT,
+        "app_kwargs": app_kwargs,
         **options,
     }
 
@@ -379,7 +382,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
+    # the page's own news at INFO; libraries' (the ONNX exporter's notes on every node) only
+    # from WARNING up
+    logging.basicConfig(level=logging.WARNING)
+    for name in ("sam", "prompts"):
+        logging.getLogger(name).setLevel(logging.INFO)
     model = args.model or suggested_model(args.device)
     log.info("loading %s (Meta's weights are downloaded on first use)", model)
     demo = build_demo(

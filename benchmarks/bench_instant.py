@@ -1,8 +1,8 @@
 """Instant prompts in Chromium: the time from a click (and from a hover move) to the mask drawn,
 the page's server path against the decoder in the browser, same model, image and clicks.
 
-    python benchmarks/bench_instant.py [--model demo|vit_b|PATH] [--image FILE] [--clicks 15]
-                                       [--hovers 30] [--isolated]
+    python benchmarks/bench_instant.py [--model demo|vit_b|sam2.1_tiny|PATH] [--image FILE]
+                                       [--clicks 15] [--hovers 30] [--one-thread]
 
 - server path: the page (app.py), an image uploaded, then foreground clicks; from the click
   event to the page's picture replaced and decoded (the round trip, the server's decoding and
@@ -12,9 +12,12 @@ the page's server path against the decoder in the browser, same model, image and
   after moving there (waiting for the hover's decoding, which the click then reuses) and
   where the hover mask is already drawn (a person resting the cursor before clicking).
 
-vit_b runs with random weights (no checkpoint is downloaded): they cost what trained ones do.
-With --isolated the instant page is served cross-origin isolated (COOP and COEP headers), where
-onnxruntime-web runs on as many threads as the browser has cores (up to 4); without, on one.
+vit_b and sam2.1_tiny run with random weights (no checkpoint is downloaded): they cost what
+trained ones do.
+The instant page is served cross-origin isolated as app.py serves it (COOP and COEP headers:
+prompts.instant.ISOLATION_MIDDLEWARE), where onnxruntime-web runs on as many threads as the
+browser has cores (up to 4); with --one-thread it is not, and runs on one (a page embedded in a
+site that is not isolated).
 Times are medians over the clicks, measured inside the page (event time stamp to the next
 animation frame after the drawing). Target: instant mode at most 50 ms, at least 4x faster than
 the server path.
@@ -31,14 +34,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import app  # noqa: E402
-from sam import SamPredictor, build_sam, load_sam, save_checkpoint  # noqa: E402
+from prompts.instant import ISOLATION_MIDDLEWARE  # noqa: E402
+from sam import SamPredictor, build_sam, build_sam2, load_sam, save_checkpoint  # noqa: E402
 from sam.weights.random_weights import randomize_weights  # noqa: E402
 from tests.instant_page import build_instant_page  # noqa: E402
 from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
@@ -60,24 +62,17 @@ STOPWATCH = """([selector, attribute]) => {
 }"""
 
 
-class CrossOriginIsolation(BaseHTTPMiddleware):
-    """The headers that make a page cross-origin isolated (SharedArrayBuffer, wasm threads)."""
-
-    async def dispatch(self, request, call_next):
-        response = await call_next(request)
-        response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
-        response.headers["Cross-Origin-Embedder-Policy"] = "require-corp"
-        return response
-
-
 RUN_MS = "Number(document.querySelector('.sam-instant').dataset.runMs)"
 
 
+RANDOM_MODELS = {"vit_b": build_sam, "sam2.1_tiny": build_sam2}
+
+
 def model_path(name: str, folder: Path) -> str:
-    if name != "vit_b":
+    if name not in RANDOM_MODELS:
         return name
-    model = randomize_weights(build_sam("vit_b"), seed=0)
-    return str(save_checkpoint(model, folder / "vit_b_random.safetensors"))
+    model = randomize_weights(RANDOM_MODELS[name](name), seed=0)
+    return str(save_checkpoint(model, folder / f"{name}_random.safetensors"))
 
 
 def positions(count: int, width: int, height: int) -> list[tuple[int, int]]:
@@ -197,12 +192,16 @@ def summary(name: str, times: list[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="demo", help="demo, vit_b (random weights) or a path")
+    parser.add_argument(
+        "--model", default="demo", help="demo, vit_b, sam2.1_tiny (random weights) or a path"
+    )
     parser.add_argument("--image", default=str(ROOT / "assets" / "examples" / "coffee.jpg"))
     parser.add_argument("--clicks", type=int, default=15)
     parser.add_argument("--hovers", type=int, default=30)
     parser.add_argument(
-        "--isolated", action="store_true", help="serve the instant page with COOP and COEP headers"
+        "--one-thread",
+        action="store_true",
+        help="serve the instant page without the COOP and COEP headers (one thread)",
     )
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
@@ -219,7 +218,7 @@ def main() -> None:
         server_name="127.0.0.1", prevent_thread_lock=True, quiet=True
     )
     instant_page, _ = build_instant_page(SamPredictor(load_sam(model, device="cpu")), image)
-    isolation = {"middleware": [Middleware(CrossOriginIsolation)]} if args.isolated else {}
+    isolation = {} if args.one_thread else {"middleware": ISOLATION_MIDDLEWARE}
     _, instant_url, _ = instant_page.launch(
         server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, app_kwargs=isolation
     )

@@ -1,14 +1,21 @@
 """Instant prompts: the mask decoder in the browser.
 
 The server encodes each image once, as always; :func:`instant_value` then hands the page the
-image embedding, the model's exported ONNX decoder (:func:`sam.onnx_export.cached_decoder`) and
-the active object's prompts, and :func:`instant_view`'s JavaScript (``assets/instant/``) runs the
+image's features (SAM's embedding; SAM 2's embedding and its two high-resolution maps), the
+model's exported ONNX decoder (:func:`sam.onnx_export.cached_decoder`) and the active object's
+prompts, and :func:`instant_view`'s JavaScript (``assets/instant/``) runs the
 decoder through onnxruntime-web (WebAssembly, vendored, so it works offline). The mask under the
 cursor follows the mouse; a click adds a point or a box corner exactly as
 :meth:`prompts.session.Session.click` would (the previous best candidate's low-res logits fed
 back as the mask prompt) and sends the three ranked masks to the server with the view's ``mask``
 event, which :func:`read_click` reads. The server path stays what the API and the fallback use;
 both give the same masks for the same prompts (float32 decoder on both sides).
+
+Threads: onnxruntime-web runs the decoder on up to 4 threads where the page is cross-origin
+isolated (SharedArrayBuffer), on one otherwise. :data:`ISOLATION_MIDDLEWARE`, given to
+``launch(app_kwargs={"middleware": ...})``, sends the headers that isolate it; a page embedded in
+another site's frame (a Space inside huggingface.co) is isolated only if that site is, and runs
+on one thread.
 
 The view's events: ``mask`` (a click was decoded; ``gr.EventData._data`` is what
 :func:`read_click` takes), ``ready`` (the decoder and embedding are loaded; ``load_ms``) and
@@ -28,10 +35,14 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 from PIL import Image
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prompts.clicks import BACKGROUND, FOREGROUND, PromptState
 from sam import Sam, SamPredictor
 from sam.io.masks import mask_to_uncompressed_rle, rle_to_mask
+from sam.modeling.sam2 import Sam2, Sam2Features
 from sam.onnx_export import cached_decoder
 
 RUNTIME = Path(__file__).resolve().parent.parent / "assets" / "instant"
@@ -58,6 +69,32 @@ CSS = """
 .sam-instant-note { line-height: 1.4; font-size: 0.9em; }
 .sam-instant[data-state="off"] { display: none; }
 """
+
+
+class CrossOriginIsolation:
+    """ASGI middleware: every HTTP response with the headers that make a page cross-origin
+    isolated. COEP ``credentialless`` rather than ``require-corp`` still lets the page load
+    other sites' resources (fonts, images) that send no CORP header, without cookies."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_isolated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Cross-Origin-Opener-Policy"] = "same-origin"
+                headers["Cross-Origin-Embedder-Policy"] = "credentialless"
+            await send(message)
+
+        await self.app(scope, receive, send_isolated)
+
+
+ISOLATION_MIDDLEWARE = [Middleware(CrossOriginIsolation)]
 
 
 def instant_view(height: int = 540, **kwargs) -> gr.HTML:
@@ -89,12 +126,18 @@ def instant_value(
     are where the browser goes on from); mask: its current (H, W) bool mask, drawn until the
     next hover; mode: what a click adds ("foreground", "background" or "box"; shift-click adds
     a background point). None (instant mode off) for prompts with text, which only the server
-    path can answer, and for SAM 2 models, whose decoder is not exported. The first call for a
-    model exports its decoder (seconds).
+    path can answer. The first call for a model exports its decoder (seconds).
+
+    What the page reads of it: ``features`` (the decoder's image inputs: name, file, shape),
+    ``input_size`` (the frame the prompts' coordinates are scaled to, as the predictor's
+    transform does), ``box_first`` (SAM 2 puts a box's corners ahead of the points), and
+    ``mask_frame``/``mask_crop``: the low-res logits are resized to ``mask_frame``, cropped to
+    ``mask_crop`` and resized to the view, as the model's ``postprocess_masks`` does.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if (prompts is not None and prompts.text is not None) or not isinstance(predictor.model, Sam):
+    model = predictor.model
+    if (prompts is not None and prompts.text is not None) or not isinstance(model, (Sam, Sam2)):
         return None
     height, width = predictor.original_size
     if shown.shape[:2] != (height, width):
@@ -106,19 +149,27 @@ def instant_value(
         shown = np.array(Image.fromarray(shown).resize((view_width, view_height), Image.BILINEAR))
         if mask is not None:
             mask = _resize_mask(mask, (view_height, view_width))
-    embedding = predictor.get_image_embedding().detach().float().cpu().numpy()
+    if isinstance(model, Sam2):  # SAM 2 resizes the logits to the image in one step
+        mask_frame = mask_crop = (view_height, view_width)
+    else:  # SAM to its square frame, then crops the padding
+        mask_frame, mask_crop = (model.image_encoder.img_size,) * 2, predictor.input_size
     return {
         "runtime": str(RUNTIME),
-        "decoder": str(cached_decoder(predictor.model, FILES)),
-        "embedding": str(_store(embedding.astype("<f4").tobytes(), ".f32")),
-        "embedding_shape": list(embedding.shape),
+        "decoder": str(cached_decoder(model, FILES)),
+        "features": [
+            {"name": name, "path": str(_store(array.tobytes(), ".f32")), "shape": list(array.shape)}
+            for name, array in decoder_features(predictor).items()
+        ],
         "image": str(_store(_jpeg(shown), ".jpg")),
         "width": width,
         "height": height,
         "view_width": view_width,
         "view_height": view_height,
-        "encoder_size": predictor.model.image_encoder.img_size,
-        "mask_input_size": predictor.model.prompt_encoder.mask_input_size[0],
+        "input_size": list(predictor.input_size),
+        "mask_frame": list(mask_frame),
+        "mask_crop": list(mask_crop),
+        "box_first": isinstance(model, Sam2),
+        "mask_input_size": model.prompt_encoder.mask_input_size[0],
         "points": [[p.x, p.y, p.label] for p in prompts.points],
         "corners": [list(c) for c in prompts.corners],
         "logits": None
@@ -128,6 +179,22 @@ def instant_value(
         "mode": mode,
         "colour": [int(c) for c in colour],
     }
+
+
+def decoder_features(predictor: SamPredictor) -> dict[str, np.ndarray]:
+    """The page decoder's image inputs for the predictor's image, float32 little-endian:
+    SAM's ``image_embeddings`` (1, C, G, G); SAM 2's ``image_embed`` and ``high_res_feats_0``,
+    ``high_res_feats_1`` (see :mod:`sam.onnx_sam2`)."""
+    features = predictor.features
+    if isinstance(features, Sam2Features):
+        named = {
+            "image_embed": features.image_embed,
+            "high_res_feats_0": features.high_res_feats[0],
+            "high_res_feats_1": features.high_res_feats[1],
+        }
+    else:
+        named = {"image_embeddings": predictor.get_image_embedding()}
+    return {name: t.detach().float().cpu().numpy().astype("<f4") for name, t in named.items()}
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ log = logging.getLogger("sam.app")
 def instant_state(session: Session | None, mode: str, enabled: bool) -> tuple:
     """(instant view's value, server image's visibility, upload button's visibility; the two
     visibilities are skips when off): the view shows the active object's prompts over the
-    other objects when instant mode is on and can serve this object (not for text prompts or
-    SAM 2); the server's clickable image otherwise."""
+    other objects when instant mode is on and can serve this object (not for text prompts);
+    the server's clickable image otherwise."""
     value = _value(session, mode) if enabled else None
     if not enabled:  # the image stays as it is: updating it would re-render it under a click
         return value, gr.skip(), gr.skip()

@@ -29,6 +29,7 @@ from prompts.model_notice import FALLBACK_MODEL, serving_notice
 from prompts.text_prompter import DEMO_TEXT_OPTIONS, TextModel
 from sam import CheckpointError, EmbeddingCache, Sam, SamPredictor, build_sam, load_sam
 from sam.cache import LRUCache
+from sam.modeling.sam2 import Sam2
 from sam.weights.checkpoint import HUB_REPOS
 
 log = logging.getLogger("sam.app")
@@ -206,14 +207,13 @@ class ModelShelf:
 PREWARM_THREAD = "prewarm-decoder"  # the name of prewarm_decoder's threads
 
 
-def prewarm_decoder(model: Sam) -> None:
+def prewarm_decoder(model: Sam | Sam2) -> None:
     """Export ``model``'s decoder for the page's instant mode in the background (a thread
-    named ``PREWARM_THREAD``), so that the first image's view does not wait seconds for it;
-    SAM 2's decoder is not exported."""
+    named ``PREWARM_THREAD``), so that the first image's view does not wait seconds for it."""
     from prompts.instant import FILES  # the page's static files; gradio is imported lazily
     from sam.onnx_export import cached_decoder
 
-    if isinstance(model, Sam):
+    if isinstance(model, (Sam, Sam2)):
         threading.Thread(
             target=cached_decoder, args=(model, FILES), name=PREWARM_THREAD, daemon=True
         ).start()

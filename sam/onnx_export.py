@@ -2,7 +2,7 @@
 interface, :class:`~sam.onnx_model.SamOnnxDecoder`; for SAM 2 the same with the image features
 in three, :class:`~sam.onnx_sam2.Sam2OnnxDecoder`), the image encoder in another, and their
 int8-quantized versions through onnxruntime's dynamic quantization; and the decoder the
-browser runs for SAM (:class:`~sam.onnx_lowres.SamOnnxLowResDecoder`: low-res logits only).
+browser runs (:mod:`sam.onnx_lowres`: low-res logits only).
 
 Graphs are made by torch's exporter (``torch.export``, then ONNX opset ``DEFAULT_OPSET`` or
 later) from a plain float32 copy of the model, so any loaded model (optimized, bf16) exports
@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sam import onnx_lowres, onnx_model
+from sam import onnx_lowres, onnx_model, onnx_sam2
 from sam.modeling.sam import Sam, build_sam
 from sam.modeling.sam2 import Sam2, build_sam2
-from sam.onnx_lowres import LOWRES_DECODER_OUTPUTS, SamOnnxLowResDecoder
+from sam.onnx_lowres import LOWRES_DECODER_OUTPUTS, Sam2OnnxLowResDecoder, SamOnnxLowResDecoder
 from sam.onnx_model import SamOnnxDecoder, SamOnnxEncoder
 from sam.onnx_sam2 import (
     SAM2_DECODER_OUTPUTS,
@@ -171,22 +171,23 @@ def export_decoder(
     return _export(decoder, inputs, dynamic_shapes, outputs, path, opset, False)
 
 
-def export_lowres_decoder(model: Sam, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
-    """Write the decoder the browser runs to ``path``: :class:`SamOnnxLowResDecoder`, inputs
-    ``DECODER_INPUTS`` but orig_im_size, outputs ``LOWRES_DECODER_OUTPUTS``, any number of
-    objects and points."""
-    _check_exportable(model)
-    decoder = SamOnnxLowResDecoder(plain_decoder_copy(model))
+def export_lowres_decoder(
+    model: Sam | Sam2, path: str | os.PathLike, opset: int = DEFAULT_OPSET
+) -> Path:
+    """Write the decoder the browser runs to ``path``: :class:`SamOnnxLowResDecoder` (for SAM 2
+    :class:`Sam2OnnxLowResDecoder`), the inputs of :func:`export_decoder`'s but orig_im_size,
+    outputs ``LOWRES_DECODER_OUTPUTS``, any number of objects and points."""
+    _check_exportable(model, sam2=True)
+    wrapper = Sam2OnnxLowResDecoder if isinstance(model, Sam2) else SamOnnxLowResDecoder
+    decoder = wrapper(plain_decoder_copy(model))
     objects, points = torch.export.Dim("num_objects"), torch.export.Dim("num_points")
-    dynamic_shapes = {
-        "image_embeddings": None,
+    inputs = decoder_example_inputs(model, num_objects=2)
+    del inputs["orig_im_size"]
+    dynamic_shapes = {name: None for name in inputs} | {
         "point_coords": {0: objects, 1: points},
         "point_labels": {0: objects, 1: points},
         "mask_input": {0: objects},
-        "has_mask_input": None,
     }
-    inputs = decoder_example_inputs(model, num_objects=2)
-    del inputs["orig_im_size"]
     return _export(decoder, inputs, dynamic_shapes, LOWRES_DECODER_OUTPUTS, path, opset, False)
 
 
@@ -237,14 +238,14 @@ def export_onnx(
     return written
 
 
-_cached_decoders: weakref.WeakKeyDictionary[Sam, Path] = weakref.WeakKeyDictionary()
+_cached_decoders: weakref.WeakKeyDictionary[Sam | Sam2, Path] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 # torch.export is not thread-safe: two traces at once (a page's background export of its
 # decoder and another export) corrupt each other's graphs; nor is warnings.catch_warnings
 _export_lock = threading.Lock()
 
 
-def cached_decoder(model: Sam, folder: str | os.PathLike) -> Path:
+def cached_decoder(model: Sam | Sam2, folder: str | os.PathLike) -> Path:
     """``folder``/decoder-lowres-HASH.onnx: the decoder the browser runs for ``model``
     (:func:`export_lowres_decoder`), exported on first use and then reused (also by later
     processes), HASH naming its weights, config and exporter."""
@@ -253,7 +254,7 @@ def cached_decoder(model: Sam, folder: str | os.PathLike) -> Path:
         if known is not None and known.exists():
             return known
         digest = hashlib.sha256(f"{model.config} {DEFAULT_OPSET} {torch.__version__}".encode())
-        for module in (onnx_lowres, onnx_model):  # the code that makes the graph
+        for module in (onnx_lowres, onnx_model, onnx_sam2):  # the code that makes the graph
             digest.update(Path(module.__file__).read_bytes())
         for part in (model.prompt_encoder, model.mask_decoder):
             for name, tensor in part.state_dict().items():

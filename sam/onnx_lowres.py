@@ -2,8 +2,10 @@
 
 :class:`SamOnnxLowResDecoder` takes the inputs of :class:`~sam.onnx_model.SamOnnxDecoder` but
 ``orig_im_size`` and returns ``iou_predictions`` (B, 4) and ``low_res_masks`` (B, 4, 4G, 4G);
-the page resizes the one mask it draws itself. It computes what the plain model computes, in
-another order (equal up to float rounding):
+the page resizes the one mask it draws itself. :class:`Sam2OnnxLowResDecoder` does the same for
+SAM 2 with the inputs of :class:`~sam.onnx_sam2.Sam2OnnxDecoder` but ``orig_im_size`` (its
+low-res logits clamped as SAM 2's predictor hands them back). Both compute what the plain model
+computes, in another order (equal up to float rounding):
 
 - attention between the T prompt tokens and the G*G image tokens projects the tokens rather
   than the image: token-to-image scores are ``(q W_k) x^T`` and its values ``(p x) W_v^T``,
@@ -16,8 +18,9 @@ another order (equal up to float rounding):
   WebAssembly build runs faster than its fused LayerNormalization kernels, and GELU in the
   form onnxruntime fuses into one kernel;
 - the output upscaling runs channels-last: each stride-2 2x2 transposed convolution is one
-  matrix product per image position, the layer norm is over the last axis, and the masks are
-  put in (4G, 4G) order once, at the end.
+  matrix product per image position (SAM 2's high-resolution features are added in the same
+  block order), the layer norm is over the last axis, and the masks are put in (4G, 4G) order
+  once, at the end.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from torch import nn
 
 from sam.modeling.mask_decoder import MaskDecoder
 from sam.modeling.sam import Sam
+from sam.modeling.sam2 import Sam2
+from sam.modeling.sam2.mask_decoder import MaskDecoder as Sam2MaskDecoder
 from sam.modeling.transformer import Attention, TwoWayTransformer
 from sam.onnx_model import SamOnnxDecoder
 
@@ -38,6 +43,12 @@ LOWRES_DECODER_INPUTS = (
     "point_labels",
     "mask_input",
     "has_mask_input",
+)
+SAM2_LOWRES_DECODER_INPUTS = (
+    "image_embed",
+    "high_res_feats_0",
+    "high_res_feats_1",
+    *LOWRES_DECODER_INPUTS[1:],
 )
 LOWRES_DECODER_OUTPUTS = ("iou_predictions", "low_res_masks")
 
@@ -132,11 +143,32 @@ def run_transformer(
     return transformer.norm_final_attn(queries + out), keys
 
 
+def in_blocks(features: torch.Tensor, levels: int) -> torch.Tensor:
+    """(B, C, 2^L G, 2^L W) -> (B, G, W, 2, 2, ..., C) with L (row, column) pairs of 2, the
+    order of the upscaling's blocks: for L = 2, pixel (4h + 2a + a2, 4w + 2b + b2) is at
+    [:, h, w, a, b, a2, b2]."""
+    batch, channels, rows, cols = features.shape
+    block = 2**levels
+    x = features.reshape(
+        batch, channels, rows // block, *[2] * levels, cols // block, *[2] * levels
+    )
+    row_axes, col_axes = range(2, 3 + levels), range(3 + levels, 4 + 2 * levels)
+    order = [0, row_axes[0], col_axes[0]]
+    for row_axis, col_axis in zip(row_axes[1:], col_axes[1:]):
+        order += [row_axis, col_axis]
+    return x.permute(*order, 1)
+
+
 def upscaled_masks(
-    decoder: MaskDecoder, image: torch.Tensor, grid: tuple[int, int], hyper_in: torch.Tensor
+    decoder: MaskDecoder,
+    image: torch.Tensor,
+    grid: tuple[int, int],
+    hyper_in: torch.Tensor,
+    high_res_feats: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``decoder.masks_from_tokens`` on channels-last input: image (B, G*G, C) from the
-    transformer, hyper_in (B, M, C/8) from the hypernetworks -> masks (B, M, 4G, 4G)."""
+    transformer, hyper_in (B, M, C/8) from the hypernetworks, SAM 2's high_res_feats ((1, C/8,
+    4G, 4G), (1, C/4, 2G, 2G)) -> masks (B, M, 4G, 4G)."""
     batch, _, channels = image.shape
     height, width = grid
     masks = hyper_in.shape[1]
@@ -144,14 +176,53 @@ def upscaled_masks(
     # a stride-2 2x2 transposed convolution maps each position to a 2x2 block on its own
     first_weight = first.weight.permute(0, 2, 3, 1).reshape(channels, -1)
     x = (image @ first_weight).reshape(batch, height, width, 2, 2, -1) + first.bias
+    if high_res_feats is not None:
+        x = x + in_blocks(high_res_feats[1], 1)
     x = activate(activation, layer_norm(norm, x))
     second_weight = second.weight.permute(0, 2, 3, 1).reshape(x.shape[-1], -1)
     x = (x @ second_weight).reshape(batch, height, width, 2, 2, 2, 2, -1) + second.bias
+    if high_res_feats is not None:
+        x = x + in_blocks(high_res_feats[0], 2)
     x = activate(last_activation, x)
     logits = x.reshape(batch, -1, x.shape[-1]) @ hyper_in.transpose(1, 2)  # (B, G*G*16, M)
     # (B, h, w, a, b, a2, b2, M): pixel (4h + 2a + a2, 4w + 2b + b2) of mask M
     logits = logits.reshape(batch, height, width, 2, 2, 2, 2, masks)
     return logits.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(batch, masks, 4 * height, 4 * width)
+
+
+def decode_lowres(
+    wrapper: SamOnnxDecoder | Sam2OnnxLowResDecoder,
+    image_embeddings: torch.Tensor,
+    point_coords: torch.Tensor,
+    point_labels: torch.Tensor,
+    mask_input: torch.Tensor,
+    has_mask_input: torch.Tensor,
+    high_res_feats: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The page decoders' forward (``wrapper`` holds the prompt encoder and mask decoder):
+    iou_predictions (B, 4), low_res_masks (B, 4, 4G, 4G); see the module's docstring."""
+    decoder = wrapper.mask_decoder
+    sparse = wrapper.embed_points(point_coords, point_labels)
+    dense = wrapper.embed_masks(mask_input, has_mask_input)
+    batch = sparse.shape[0]
+    output_tokens = [decoder.iou_token.weight, decoder.mask_tokens.weight]
+    if isinstance(decoder, Sam2MaskDecoder):
+        output_tokens.insert(0, decoder.obj_score_token.weight)
+    output_tokens = torch.cat(output_tokens, dim=0)
+    tokens = torch.cat((output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse), dim=1)
+    height, width = dense.shape[-2:]
+    image = (image_embeddings + dense).flatten(2).transpose(1, 2)  # (B, G*G, C)
+    image_pe = wrapper.prompt_encoder.get_dense_pe().flatten(2).transpose(1, 2)
+    outputs = len(output_tokens)  # (the object score token,) the IoU token, the mask tokens
+    hs, image = run_transformer(decoder.transformer, image, image_pe, tokens, outputs)
+    first_mask = outputs - decoder.num_mask_tokens
+    mask_tokens = hs[:, first_mask:, :]
+    hyper_in = torch.stack(
+        [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)],
+        dim=1,
+    )
+    masks = upscaled_masks(decoder, image, (height, width), hyper_in, high_res_feats)
+    return decoder.iou_prediction_head(hs[:, first_mask - 1, :]), masks
 
 
 class SamOnnxLowResDecoder(SamOnnxDecoder):
@@ -173,21 +244,46 @@ class SamOnnxLowResDecoder(SamOnnxDecoder):
         """image_embeddings (1, C, G, G), point_coords (B, N, 2), point_labels (B, N),
         mask_input (B, 1, 4G, 4G), has_mask_input (1,) -> iou_predictions (B, 4),
         low_res_masks (B, 4, 4G, 4G)."""
-        decoder = self.mask_decoder
-        sparse = self.embed_points(point_coords, point_labels)
-        dense = self.embed_masks(mask_input, has_mask_input)
-        batch = sparse.shape[0]
-        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
-        tokens = torch.cat((output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse), dim=1)
-        height, width = dense.shape[-2:]
-        image = (image_embeddings + dense).flatten(2).transpose(1, 2)  # (B, G*G, C)
-        image_pe = self.prompt_encoder.get_dense_pe().flatten(2).transpose(1, 2)
-        outputs = len(output_tokens)  # the IoU token and the mask tokens
-        hs, image = run_transformer(decoder.transformer, image, image_pe, tokens, outputs)
-        mask_tokens = hs[:, 1 : 1 + decoder.num_mask_tokens, :]
-        hyper_in = torch.stack(
-            [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)],
-            dim=1,
+        return decode_lowres(
+            self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input
         )
-        masks = upscaled_masks(decoder, image, (height, width), hyper_in)
-        return decoder.iou_prediction_head(hs[:, 0, :]), masks
+
+
+class Sam2OnnxLowResDecoder(nn.Module):
+    """Prompt encoder + mask decoder of a plain :class:`Sam2` -> iou_predictions (B, 4) and
+    low_res_masks (B, 4, 4G, 4G) clamped to +-``low_res_logit_limit``; the prompts are embedded
+    as :class:`~sam.onnx_sam2.Sam2OnnxDecoder` embeds them (box corners first)."""
+
+    embed_points = SamOnnxDecoder.embed_points
+    embed_masks = SamOnnxDecoder.embed_masks
+
+    def __init__(self, model: Sam2) -> None:
+        super().__init__()
+        self.prompt_encoder = model.prompt_encoder
+        self.mask_decoder = model.mask_decoder
+        self.low_res_logit_limit = model.low_res_logit_limit
+
+    def forward(
+        self,
+        image_embed: torch.Tensor,
+        high_res_feats_0: torch.Tensor,
+        high_res_feats_1: torch.Tensor,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        mask_input: torch.Tensor,
+        has_mask_input: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """image_embed (1, C, G, G), high_res_feats_0 (1, C/8, 4G, 4G), high_res_feats_1 (1, C/4,
+        2G, 2G), point_coords (B, N, 2), point_labels (B, N), mask_input (B, 1, 4G, 4G),
+        has_mask_input (1,) -> iou_predictions (B, 4), low_res_masks (B, 4, 4G, 4G)."""
+        scores, masks = decode_lowres(
+            self,
+            image_embed,
+            point_coords,
+            point_labels,
+            mask_input,
+            has_mask_input,
+            (high_res_feats_0, high_res_feats_1),
+        )
+        limit = self.low_res_logit_limit
+        return scores, masks.clamp(-limit, limit)

@@ -170,11 +170,25 @@ def decoder_inputs(
         labels = np.append(labels, [2, 3])
     coords = ResizeLongestSide(image_size).apply_coords(coords, original_size)
     embedding = np.asarray(image_embedding, np.float32)
-    grid = embedding.shape[-1]
+    return {
+        "image_embeddings": embedding,
+        **prompt_inputs(coords, labels, mask_input, embedding.shape[-1], original_size),
+    }
+
+
+def prompt_inputs(
+    coords: np.ndarray,
+    labels: np.ndarray,
+    mask_input: np.ndarray | None,
+    grid: int,
+    original_size: tuple[int, int],
+) -> dict[str, np.ndarray]:
+    """The exported decoders' prompt inputs for one object: coords (N, 2) in the encoder's
+    frame with labels (N,), mask_input (1, 4G, 4G) or None, for a G x G embedding of an image
+    of ``original_size`` (H, W)."""
     has_mask = mask_input is not None
     masks = mask_input if has_mask else np.zeros((1, 4 * grid, 4 * grid))
     return {
-        "image_embeddings": embedding,
         "point_coords": coords[None].astype(np.float32),
         "point_labels": labels[None].astype(np.float32),
         "mask_input": np.asarray(masks, np.float32)[None],

@@ -37,7 +37,7 @@ from torch import nn
 from sam.modeling.sam2 import Sam2, Sam2Features
 from sam.modeling.sam2.prompt_encoder import BOX_CORNER_LABELS
 from sam.modeling.sam2.transforms import ResizeSquare
-from sam.onnx_model import SamOnnxDecoder, stability_score
+from sam.onnx_model import SamOnnxDecoder, prompt_inputs, stability_score
 
 SAM2_DECODER_INPUTS = (
     "image_embed",
@@ -165,17 +165,11 @@ def sam2_decoder_inputs(
     coords, labels = np.concatenate([coords, [[0.0, 0.0]]]), np.append(labels, -1)
     coords = ResizeSquare(image_size).apply_coords(coords, original_size)
     grid = features.image_embed.shape[-1]
-    has_mask = mask_input is not None
-    masks = mask_input if has_mask else np.zeros((1, 4 * grid, 4 * grid))
     return {
         "image_embed": _numpy(features.image_embed),
         "high_res_feats_0": _numpy(features.high_res_feats[0]),
         "high_res_feats_1": _numpy(features.high_res_feats[1]),
-        "point_coords": coords[None].astype(np.float32),
-        "point_labels": labels[None].astype(np.float32),
-        "mask_input": np.asarray(masks, np.float32)[None],
-        "has_mask_input": np.array([float(has_mask)], np.float32),
-        "orig_im_size": np.array(original_size, np.float32),
+        **prompt_inputs(coords, labels, mask_input, grid, original_size),
     }
 
 

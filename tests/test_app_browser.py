@@ -443,9 +443,12 @@ def test_instant_mode_is_on_by_default_and_clicks_are_decoded_in_the_browser(
     ellipse = truths["purple striped ellipse"]
     expect(page.locator("#upload-another")).to_be_hidden()  # gr.Image's upload box serves
     upload(page, EXAMPLES / "shapes_7.png")
-    instant_view(page)
+    view = instant_view(page)
     expect(page.locator("#image")).to_be_hidden()
     expect(page.get_by_role("button", name="Upload another image")).to_be_visible()
+    # app.launch_options' headers isolate the page: the decoder runs on the browser's cores
+    cores = page.evaluate("self.crossOriginIsolated && Math.min(navigator.hardwareConcurrency, 4)")
+    assert cores and view.get_attribute("data-threads") == str(cores)
     click_view(page, ellipse)
     save_screenshot(page, "app_browser_instant.png")
     (mask,) = coco_masks(download(page, tmp_path, "annotations_coco.json")).values()

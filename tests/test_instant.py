@@ -49,10 +49,15 @@ def test_value_holds_what_the_browser_needs(predictor, shown):
     mask[10:30, 5:40] = True
     value = instant_value(predictor, shown, prompts.with_logits(logits), mask, mode="box")
 
-    assert (value["width"], value["height"], value["encoder_size"]) == (WIDTH, HEIGHT, 128)
+    assert (value["width"], value["height"]) == (WIDTH, HEIGHT)
+    # SAM: prompts scaled to the long side's frame; logits up to the square, the padding cropped
+    assert value["input_size"] == value["mask_crop"] == [96, 128]
+    assert value["mask_frame"] == [128, 128] and value["box_first"] is False
     assert value["points"] == [[10.0, 20.0, 1]] and value["corners"] == [[5.0, 5.0]]
     assert value["mode"] == "box" and value["mask_input_size"] == 32
-    embedding = np.fromfile(value["embedding"], "<f4").reshape(value["embedding_shape"])
+    (feature,) = value["features"]
+    assert feature["name"] == "image_embeddings"
+    embedding = np.fromfile(feature["path"], "<f4").reshape(feature["shape"])
     np.testing.assert_array_equal(embedding, predictor.get_image_embedding().numpy())
     np.testing.assert_array_equal(np.fromfile(value["logits"], "<f4").reshape(1, 32, 32), logits)
     np.testing.assert_array_equal(rle_to_mask(value["mask"]), mask)
@@ -90,11 +95,33 @@ def test_large_images_are_decoded_at_a_view(tiny_sam):
 
 def test_value_refusals(predictor, shown):
     assert instant_value(predictor, shown, PromptState((HEIGHT, WIDTH)).with_text("dog")) is None
-    assert instant_value(SamPredictor(build_sam2("sam2_test")), shown) is None  # not exported
     with pytest.raises(ValueError, match="mode must be one of"):
         instant_value(predictor, shown, mode="lasso")
     with pytest.raises(ValueError, match="shown is"):
         instant_value(predictor, shown[:10])
+
+
+@pytest.mark.slow  # exports the decoder once (seconds)
+def test_sam2_value_holds_its_three_features(shown):
+    """SAM 2: the embedding and both high-resolution maps; prompts scaled to the square frame,
+    box corners first; logits resized straight to the view."""
+    predictor = SamPredictor(build_sam2("sam2_test"))
+    predictor.set_image(shown)
+    value = instant_value(predictor, shown)
+    features = predictor.features
+    expected = [features.image_embed, *features.high_res_feats]
+    assert [f["name"] for f in value["features"]] == [
+        "image_embed",
+        "high_res_feats_0",
+        "high_res_feats_1",
+    ]
+    for feature, tensor in zip(value["features"], expected):
+        array = np.fromfile(feature["path"], "<f4").reshape(feature["shape"])
+        np.testing.assert_array_equal(array, tensor.numpy())
+    assert value["input_size"] == [128, 128] and value["box_first"] is True
+    assert value["mask_frame"] == value["mask_crop"] == [HEIGHT, WIDTH]
+    session = onnxruntime.InferenceSession(value["decoder"])
+    assert [i.name for i in session.get_inputs()[:3]] == [f["name"] for f in value["features"]]
 
 
 def test_old_files_go_beyond_the_budget(files, monkeypatch):

@@ -15,10 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from prompts.instant import RUNTIME
+from prompts.instant import ISOLATION_MIDDLEWARE, RUNTIME
 from prompts.session import Session
 from sam import Sam, SamPredictor, load_sam
 from sam.io.masks import mask_iou
+from sam.modeling.sam2 import Sam2, build_sam2
+from sam.weights.random_weights import randomize_weights
 from tests.instant_page import build_instant_page
 from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -56,9 +58,13 @@ def model():
 
 
 @contextlib.contextmanager
-def serve(model, image: np.ndarray, mask: np.ndarray | None = None):
+def serve(model, image: np.ndarray, mask: np.ndarray | None = None, isolated: bool = True):
+    """The page served as app.py serves it: cross-origin isolated, unless not ``isolated``."""
     page, received = build_instant_page(SamPredictor(model), image, mask)
-    _, url, _ = page.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    isolation = {"middleware": ISOLATION_MIDDLEWARE} if isolated else {}
+    _, url, _ = page.launch(
+        server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, app_kwargs=isolation
+    )
     try:
         yield url, received
     finally:
@@ -195,8 +201,20 @@ def test_hover_shows_the_mask_under_the_cursor(browser_page, server_session):
         assert mask_iou(drawn[unmarked], expected[unmarked]) >= 0.99
 
 
+def threads(page) -> tuple[bool, int, int]:
+    """Whether the page is cross-origin isolated, the threads the decoder runs on, and the
+    browser's cores."""
+    return page.evaluate(
+        """() => [self.crossOriginIsolated,
+                  Number(document.querySelector('.sam-instant').dataset.threads),
+                  navigator.hardwareConcurrency]"""
+    )
+
+
 def test_clicks_give_the_servers_masks_offline(browser_page, server_session):
     page, received, left = browser_page
+    isolated, count, cores = threads(page)
+    assert isolated and count == min(cores, 4)
     for (x, y), shift, mode in (
         (BLUE, False, "foreground"),
         (RED, False, "foreground"),
@@ -208,6 +226,17 @@ def test_clicks_give_the_servers_masks_offline(browser_page, server_session):
         assert_same_candidates(sent, server_session)
     np.testing.assert_array_equal(sent.labels, [1, 1, 0])
     assert left == []  # nothing was asked of any other machine
+
+
+def test_on_one_thread_where_the_page_is_not_isolated(model, image, server_session):
+    """Served without the isolation headers (a page inside a site's frame that is not isolated),
+    the decoder runs on one thread and gives the same masks."""
+    with serve(model, image, isolated=False) as (url, received):
+        for page, _, _ in browse(url, received):
+            assert threads(page)[:2] == [False, 1]
+            sent = click(page, received, *BLUE)
+            server_session.click(*BLUE, "foreground")
+            assert_same_candidates(sent, server_session)
 
 
 def test_box_from_two_corners(browser_page, server_session):
@@ -223,6 +252,31 @@ def test_box_from_two_corners(browser_page, server_session):
     server_session.click(140, 140, "box")
     assert second.corners == [(60.0, 50.0), (140.0, 140.0)]
     assert_same_candidates(second, server_session)
+
+
+def test_sam2_clicks_and_a_box_give_the_servers_masks(image):
+    """SAM 2 (the test size, random weights) in the view: its three features loaded, prompts
+    in its square frame, masks resized straight to the image; each click's candidates are the
+    server path's."""
+    model = randomize_weights(build_sam2("sam2_test"), seed=0).eval()
+    session = Session(SamPredictor(model))
+    session.set_image(image)
+    with serve(model, image) as (url, received):
+        for page, _, left in browse(url, received):
+            for x, y in (BLUE, RED):
+                sent = click(page, received, x, y)
+                session.click(x, y, "foreground")
+                assert_same_candidates(sent, session)
+            page.get_by_label("box").check()
+            wait_ready(page, "box")
+            click(page, received, 60, 50)
+            session.clear()  # the test page starts a new object when the mode changes
+            session.click(60, 50, "box")
+            sent = click(page, received, 140, 140)
+            session.click(140, 140, "box")
+            assert len(sent.corners) == 2
+            assert_same_candidates(sent, session)
+            assert left == []
 
 
 def test_large_image_is_decoded_at_a_view(model):
@@ -257,13 +311,16 @@ def test_the_current_mask_is_drawn_from_the_server(model, image):
             np.testing.assert_array_equal(canvas_alpha(page) == CURRENT_ALPHA, mask)
 
 
+@pytest.mark.parametrize("kind", ["sam", "sam2"])
 @pytest.mark.parametrize(
     ("image_size", "view"),
     [((180, 240), (180, 240)), ((1200, 1600), (768, 1024)), ((333, 517), (333, 517))],
 )
-def test_low_res_masks_resize_as_the_servers(image_size, view):
-    """masks.js's lowResMask equals Sam.postprocess_masks thresholded, bit for bit, on logits
-    with an object's edge and with noise everywhere."""
+def test_low_res_masks_resize_as_the_servers(kind, image_size, view):
+    """masks.js's lowResMask equals the model's postprocess_masks thresholded, bit for bit, on
+    logits with an object's edge and with noise everywhere: SAM's (up to its square frame, the
+    padding cropped, down to the view) and SAM 2's (straight to the view: at 180 x 240 a
+    downscale)."""
     from playwright.sync_api import sync_playwright
 
     from sam.modeling.transforms import ResizeLongestSide
@@ -272,7 +329,10 @@ def test_low_res_masks_resize_as_the_servers(image_size, view):
     rows, cols = np.mgrid[:256, :256]
     edge = 8 - 8 * (((rows - 100) / 60) ** 2 + ((cols - 130) / 80) ** 2)
     noise = torch.nn.functional.avg_pool2d(torch.randn(1, 1, 256, 256), 5, 1, 2)[0, 0]
-    resized = ResizeLongestSide.get_preprocess_shape(*image_size, 1024)
+    if kind == "sam":  # as prompts.instant.instant_value describes them
+        frame, resized = (1024, 1024), ResizeLongestSide.get_preprocess_shape(*image_size, 1024)
+    else:
+        frame = resized = view
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -281,11 +341,14 @@ def test_low_res_masks_resize_as_the_servers(image_size, view):
             for logits in (edge + rng.normal(0, 0.5, edge.shape), 3 * noise.numpy()):
                 logits = torch.tensor(logits, dtype=torch.float32)
                 bits = page.evaluate(
-                    """([logits, resized, view]) => Array.from(lowResMask(
-                        Float32Array.from(logits), maskResizer(256, 1024, resized, view)))""",
-                    [logits.flatten().tolist(), list(resized), list(view)],
+                    """([logits, frame, resized, view]) => Array.from(lowResMask(
+                        Float32Array.from(logits), maskResizer(256, frame, resized, view)))""",
+                    [logits.flatten().tolist(), list(frame), list(resized), list(view)],
                 )
-                expected = Sam.postprocess_masks(VIT_B_FRAME, logits[None, None], resized, view)
+                if kind == "sam":
+                    expected = Sam.postprocess_masks(VIT_B_FRAME, logits[None, None], resized, view)
+                else:
+                    expected = Sam2.postprocess_masks(None, logits[None, None], view, view)
                 expected = expected[0, 0].numpy() > 0
                 assert 0 < expected.sum() < expected.size
                 np.testing.assert_array_equal(np.array(bits, bool).reshape(view), expected)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sam import SamPredictor, build_sam
+from sam.modeling.sam2 import build_sam2
 from sam.onnx_export import (
     DECODER_INPUTS,
     cached_decoder,
@@ -17,8 +18,16 @@ from sam.onnx_export import (
     export_lowres_decoder,
     plain_decoder_copy,
 )
-from sam.onnx_lowres import LOWRES_DECODER_INPUTS, LOWRES_DECODER_OUTPUTS, SamOnnxLowResDecoder
+from sam.onnx_lowres import (
+    LOWRES_DECODER_INPUTS,
+    LOWRES_DECODER_OUTPUTS,
+    SAM2_LOWRES_DECODER_INPUTS,
+    Sam2OnnxLowResDecoder,
+    SamOnnxLowResDecoder,
+    in_blocks,
+)
 from sam.onnx_model import decoder_inputs
+from sam.onnx_sam2 import sam2_decoder_inputs
 from sam.weights.random_weights import randomize_weights
 
 ATOL = 1e-4
@@ -31,14 +40,31 @@ def _inputs(model, objects: int, points: int, has_mask: float) -> dict[str, torc
 
 
 def _lowres(inputs: dict) -> dict:
-    return {name: inputs[name] for name in LOWRES_DECODER_INPUTS}
+    names = SAM2_LOWRES_DECODER_INPUTS if "image_embed" in inputs else LOWRES_DECODER_INPUTS
+    return {name: inputs[name] for name in names}
 
 
 def _expected(model, inputs: dict) -> tuple[np.ndarray, np.ndarray]:
     """Meta's interface decoder: (iou_predictions, low_res_masks)."""
     with torch.no_grad():
-        _, scores, low_res = decoder_module(model)(**inputs)
+        _, scores, low_res, *_ = decoder_module(model)(**inputs)
     return scores.numpy(), low_res.numpy()
+
+
+@pytest.fixture(scope="module")
+def sam2_test():
+    return randomize_weights(build_sam2("sam2_test"), seed=0).eval()
+
+
+def test_in_blocks_is_the_upscalings_order():
+    """Pixel (4h + 2a + a2, 4w + 2b + b2) of a (C, 4G, 4G) map sits at [h, w, a, b, a2, b2]."""
+    features = torch.randn(1, 3, 8, 12)
+    blocks = in_blocks(features, 2)
+    assert blocks.shape == (1, 2, 3, 2, 2, 2, 2, 3)
+    for h, w, a, b, a2, b2 in [(0, 0, 0, 0, 0, 0), (1, 2, 1, 0, 1, 1), (0, 1, 0, 1, 1, 0)]:
+        pixel = features[0, :, 4 * h + 2 * a + a2, 4 * w + 2 * b + b2]
+        torch.testing.assert_close(blocks[0, h, w, a, b, a2, b2], pixel, rtol=0, atol=0)
+    torch.testing.assert_close(in_blocks(features, 1)[0, 1, 2, 1, 0], features[0, :, 3, 4])
 
 
 def _session(path) -> onnxruntime.InferenceSession:
@@ -59,6 +85,41 @@ def test_equals_the_plain_decoder(plain_tiny_sam, objects, points, has_mask):
     assert np.abs(expected_low_res).max() > 100 * ATOL  # not a comparison of near-zeros
     np.testing.assert_allclose(scores, expected_scores, atol=ATOL, rtol=0)
     np.testing.assert_allclose(low_res, expected_low_res, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize(("objects", "points"), [(1, 1), (2, 3)])
+@pytest.mark.parametrize("has_mask", [0.0, 1.0])
+def test_sam2_equals_the_plain_decoder(sam2_test, objects, points, has_mask):
+    """SAM 2's page decoder: its high-resolution features added in block order, the object
+    score token ahead of the others, the low-res logits clamped as the interface decoder's."""
+    inputs = _inputs(sam2_test, objects, points, has_mask)
+    decoder = Sam2OnnxLowResDecoder(plain_decoder_copy(sam2_test)).eval()
+    with torch.no_grad():
+        scores, low_res = (x.numpy() for x in decoder(**_lowres(inputs)))
+    expected_scores, expected_low_res = _expected(sam2_test, inputs)
+    assert low_res.shape == (objects, 4, 32, 32)
+    assert np.abs(expected_low_res).max() > 100 * ATOL
+    np.testing.assert_allclose(scores, expected_scores, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(low_res, expected_low_res, atol=ATOL, rtol=0)
+
+
+@pytest.mark.slow  # exports (seconds)
+def test_sam2_export_equals_the_predictor(sam2_test, tmp_path):
+    path = export_lowres_decoder(sam2_test, tmp_path / "lowres.onnx")
+    session = _session(path)
+    assert [i.name for i in session.get_inputs()] == list(SAM2_LOWRES_DECODER_INPUTS)
+    assert [o.name for o in session.get_outputs()] == list(LOWRES_DECODER_OUTPUTS)
+    predictor = SamPredictor(sam2_test)
+    predictor.set_image(np.random.default_rng(1).integers(0, 256, (70, 100, 3), dtype=np.uint8))
+    prompt = dict(point_coords=np.array([[30.0, 20.0]]), point_labels=[1], box=[5, 5, 90, 60])
+    _, _, mask_input = predictor.predict(**prompt, multimask_output=False)
+    inputs = sam2_decoder_inputs(
+        predictor.features, (70, 100), 128, **prompt, mask_input=mask_input
+    )
+    scores, low_res = session.run(None, _lowres(inputs))
+    _, expected_scores, expected_low_res = predictor.predict(**prompt, mask_input=mask_input)
+    np.testing.assert_allclose(scores[0, 1:], expected_scores, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(low_res[0, 1:], expected_low_res, atol=ATOL, rtol=0)
 
 
 @pytest.mark.slow  # exports (seconds)

@@ -19,7 +19,6 @@ from sam.onnx_export import (
     decoder_module,
     export_decoder,
     export_encoder,
-    export_lowres_decoder,
     export_onnx,
     verify_decoder,
 )
@@ -158,11 +157,6 @@ def test_options(model, tmp_path):
     operators = collections.Counter(node.op_type for node in onnx.load(path).graph.node)
     assert operators["Erf"] == 0 and operators["Tanh"] > 0
     assert verify_decoder(model, path, approximate) < ATOL
-
-
-def test_the_browser_decoder_is_sams_only(model, tmp_path):
-    with pytest.raises(ValueError, match="not Sam2"):
-        export_lowres_decoder(model, tmp_path / "lowres.onnx")
 
 
 def test_sam2_1_tiny(tmp_path):

@@ -1,7 +1,7 @@
-// Instant prompts: SAM's prompt encoder and mask decoder (the exported ONNX decoder, which gives
-// low-res logits: sam/onnx_lowres.py) run in the page through onnxruntime-web, on the image
-// embedding the server computed once per image; masks.js resizes the one mask drawn to the
-// view. The mask under the cursor follows the mouse; a click adds the prompt as the server
+// Instant prompts: SAM's (or SAM 2's) prompt encoder and mask decoder (the exported ONNX decoder,
+// which gives low-res logits: sam/onnx_lowres.py) run in the page through onnxruntime-web, on
+// the image features the server computed once per image; masks.js resizes the one mask drawn to
+// the view. The mask under the cursor follows the mouse; a click adds the prompt as the server
 // would (points, box corners, the previous best candidate's low-res logits as the mask prompt)
 // and sends the three ranked masks back to the server with the 'mask' event.
 //
@@ -29,7 +29,7 @@ const note = {
 const state = {
   value: null,
   session: null, // onnxruntime InferenceSession of value.decoder
-  embedding: null, // its input tensor
+  features: null, // its image inputs: {name: Tensor}
   resizer: null, // masks.js maskResizer: low-res logits to the view
   points: [], // [[x, y, label], ...] in image pixels
   corners: [], // box corners: one while drawing, two once complete
@@ -106,13 +106,18 @@ async function load(value) {
         }),
       );
     }
-    const [session, embedding] = await Promise.all([
+    const [session, ...features] = await Promise.all([
       sessions.get(value.decoder),
-      floats(value.embedding),
+      ...value.features.map((feature) => floats(feature.path)),
     ]);
     if (state.value !== value) return; // a newer value arrived meanwhile
     state.session = session;
-    state.embedding = new ort.Tensor("float32", embedding, value.embedding_shape);
+    state.features = Object.fromEntries(
+      value.features.map(({ name, shape }, i) => [
+        name,
+        new ort.Tensor("float32", features[i], shape),
+      ]),
+    );
     state.resizer = resizerFor(value);
     state.ort = ort;
     view.dataset.threads = String(ort.env.wasm.numThreads);
@@ -147,32 +152,28 @@ function completeBox(corners) {
   return [Math.min(xa, xb), Math.min(ya, yb), Math.max(xa, xb), Math.max(ya, yb)];
 }
 
-// The image's size in the encoder's frame, as ResizeLongestSide.get_preprocess_shape: [H, W].
-function resizedSize(value) {
-  const { width, height, encoder_size: side } = value;
-  const scale = side / Math.max(width, height);
-  return [Math.floor(height * scale + 0.5), Math.floor(width * scale + 0.5)];
-}
-
 function resizerFor(value) {
-  const resized = resizedSize(value);
   const view = [value.view_height, value.view_width];
-  return maskResizer(value.mask_input_size, value.encoder_size, resized, view);
+  return maskResizer(value.mask_input_size, value.mask_frame, value.mask_crop, view);
 }
 
-// Points, then the box's corners (labels 2 and 3) or else a padding point, in the encoder's
-// frame: prompts/instant.py and sam.onnx_model.decoder_inputs do the same.
+// The prompts in the encoder's frame (value.input_size), ordered as the model's prompt encoder
+// orders them: SAM's points, then the box's corners (labels 2 and 3) or else a padding point
+// (sam.onnx_model.decoder_inputs); SAM 2's box corners, the points, then a padding point always
+// (sam.onnx_sam2.sam2_decoder_inputs).
 function decoderInputs(points, box, logits) {
-  const { width, height } = state.value;
-  const [resizedHeight, resizedWidth] = resizedSize(state.value);
-  const sx = resizedWidth / width;
-  const sy = resizedHeight / height;
-  const all = points.map(([x, y, label]) => [x, y, label]);
-  if (box) {
-    all.push([box[0], box[1], CORNER_LABELS[0]], [box[2], box[3], CORNER_LABELS[1]]);
-  } else {
-    all.push([0, 0, PADDING]);
-  }
+  const { width, height, input_size: frame, box_first: boxFirst } = state.value;
+  const sx = frame[1] / width;
+  const sy = frame[0] / height;
+  const corners = box
+    ? [
+        [box[0], box[1], CORNER_LABELS[0]],
+        [box[2], box[3], CORNER_LABELS[1]],
+      ]
+    : [];
+  const all = boxFirst
+    ? [...corners, ...points, [0, 0, PADDING]]
+    : [...points, ...(box ? corners : [[0, 0, PADDING]])];
   const coords = new Float32Array(all.length * 2);
   const labels = new Float32Array(all.length);
   all.forEach(([x, y, label], i) => {
@@ -183,7 +184,7 @@ function decoderInputs(points, box, logits) {
   const lowRes = state.value.mask_input_size;
   const { Tensor } = state.ort;
   return {
-    image_embeddings: state.embedding,
+    ...state.features,
     point_coords: new Tensor("float32", coords, [1, all.length, 2]),
     point_labels: new Tensor("float32", labels, [1, all.length]),
     mask_input: new Tensor("float32", logits || new Float32Array(lowRes * lowRes), [
@@ -201,13 +202,13 @@ function decoderInputs(points, box, logits) {
 // (a hover draws only the best). The latest prompts' answer is kept: a click where the cursor
 // rests reuses the hover's decoding, done or running.
 let running = Promise.resolve(); // one run at a time: a session does not run concurrently
-const latest = { key: null, logits: null, session: null, embedding: null, candidates: null };
+const latest = { key: null, logits: null, session: null, features: null, candidates: null };
 
 function decode(points, box, logits) {
   const key = JSON.stringify([points, box]);
   const same = latest.key === key && latest.logits === logits;
-  if (!same || latest.session !== state.session || latest.embedding !== state.embedding) {
-    Object.assign(latest, { key, logits, session: state.session, embedding: state.embedding });
+  if (!same || latest.session !== state.session || latest.features !== state.features) {
+    Object.assign(latest, { key, logits, session: state.session, features: state.features });
     latest.candidates = run(points, box, logits);
     latest.candidates.catch(() => {
       latest.key = null; // a failed run is not reused

@@ -20,34 +20,36 @@ function bilinearTaps(inSize, outSize) {
   return { index0, index1, weight1 };
 }
 
-// One axis of Sam.postprocess_masks: `side` low-res samples, upsampled to the encoder's `frame`,
-// the first `kept` kept (the padding cropped), resized to `out`. Composed, each output sample
-// reads three consecutive low-res samples: base (out) and their weights (out, 3).
+// One axis of a model's postprocess_masks: `side` low-res samples, upsampled to `frame` samples
+// (SAM: the encoder's side; SAM 2: the view's), the first `kept` kept (SAM's padding cropped),
+// resized to `out`. Composed, each output sample reads three consecutive low-res samples: base
+// (out) and their weights (out, 3); taps of weight 0 (a resize to the same size) are left out.
 function axisTaps(side, frame, kept, out) {
   const up = bilinearTaps(side, frame);
   const down = bilinearTaps(kept, out);
   const base = new Int32Array(out);
   const weight = new Float32Array(3 * out);
   for (let i = 0; i < out; i++) {
-    const taps = [];
+    let taps = [];
     for (const [u, w] of [
       [down.index0[i], 1 - down.weight1[i]],
       [down.index1[i], down.weight1[i]],
     ]) {
       taps.push([up.index0[u], w * (1 - up.weight1[u])], [up.index1[u], w * up.weight1[u]]);
     }
+    taps = taps.filter(([, w]) => w !== 0);
     base[i] = Math.max(0, Math.min(Math.min(...taps.map(([index]) => index)), side - 3));
     for (const [index, w] of taps) weight[3 * i + index - base[i]] += w;
   }
   return { base, weight };
 }
 
-// How a value's masks go from low-res logits (side x side) to the view (height x width): the
-// image was resized to `resized` (H, W) inside the encoder's square `frame`.
+// How a value's masks go from low-res logits (side x side) to the view (height x width): upsampled
+// to `frame` (H, W), cropped to `resized` (H, W), resized to the view (see axisTaps).
 function maskResizer(side, frame, resized, view) {
   const [height, width] = view;
-  const rows = axisTaps(side, frame, resized[0], height);
-  const cols = axisTaps(side, frame, resized[1], width);
+  const rows = axisTaps(side, frame[0], resized[0], height);
+  const cols = axisTaps(side, frame[1], resized[1], width);
   // the view's columns in spans of one low-res column base: span k is columns
   // spanStart[k] .. spanStart[k + 1] - 1, all of base spanBase[k]
   const starts = [];
