@@ -5,10 +5,13 @@ that leaves the person's image, prompts and objects as they were."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import tempfile
+import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,15 +66,35 @@ def warn(error: Exception) -> None:
         gr.Warning("Something went wrong on the server; your work is kept. Try again.")
 
 
+_session_locks: dict[int, threading.RLock] = {}  # id(session) -> its lock, while it lives
+_session_locks_guard = threading.Lock()
+
+
+def session_lock(session: Session | None) -> contextlib.AbstractContextManager:
+    """What one person's events hold while they run, so that two of them (a click and the
+    label's blur, two quick clicks) never edit a session at once. Kept beside the session, not
+    in it: a session goes to ZeroGPU's worker pickled, which a lock cannot be."""
+    if session is None:
+        return contextlib.nullcontext()
+    with _session_locks_guard:
+        lock = _session_locks.get(id(session))
+        if lock is None:
+            lock = _session_locks[id(session)] = threading.RLock()
+            weakref.finalize(session, _session_locks.pop, id(session), None)
+    return lock
+
+
 def friendly(outputs: int) -> Callable:
-    """Turn a handler's errors into a warning and leave its ``outputs`` outputs unchanged, so
-    the person's work is kept."""
+    """Run a handler holding its session's lock (:func:`session_lock`); turn its errors into a
+    warning and leave its ``outputs`` outputs unchanged, so the person's work is kept."""
 
     def decorate(handler: Callable) -> Callable:
         @functools.wraps(handler)
         def wrapper(*args, **kwargs):
+            session = next((a for a in (*args, *kwargs.values()) if isinstance(a, Session)), None)
             try:
-                return handler(*args, **kwargs)
+                with session_lock(session):
+                    return handler(*args, **kwargs)
             except Exception as error:
                 warn(error)
             skipped = tuple(gr.skip() for _ in range(outputs))
@@ -224,9 +247,9 @@ class Handlers:
     @friendly(VIEWS)
     def rename(self, session: Session | None, label: str | None) -> tuple:
         """Label the active object: of the views, only the object choice, the list and the
-        label change. The label loses focus when the image is clicked, so this runs beside
-        that click; a picture, candidates and status read here before the click ends could
-        arrive after the click's own and undo them."""
+        label change. The label loses focus when the image is clicked, so this runs right
+        before or after that click (the session's lock orders them); a picture, candidates and
+        status sent from here could arrive after the click's own and undo them."""
         if session is None or session.image is None:
             return session_views(session)
         session.rename(label or "")

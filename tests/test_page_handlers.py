@@ -409,3 +409,39 @@ def test_bad_images_are_refused_once_in_the_app_s_words(
     outputs = warned(lambda: handlers.image(str(tmp_path / name), session, "ignored"), message)
     assert outputs[1].shape == (48, 64, 3)  # the session's picture, shown again
     assert session.image.shape == (48, 64, 3) and len(session.objects.items) == 1
+
+
+def test_one_persons_events_run_one_at_a_time(handlers, image_file, monkeypatch):
+    """Two events of one session (from two worker threads) never run at once; another
+    person's session runs beside them."""
+    import threading
+    import time
+
+    first = upload(handlers, image_file)
+    other = upload(handlers, image_file)
+    running: list[int] = []  # ids of the sessions whose click is running
+    seen: list[tuple[int, ...]] = []  # what ran together, at each click's start
+    original = type(first).click
+
+    def slow_click(session, *args, **kwargs):
+        running.append(id(session))
+        seen.append(tuple(running))
+        time.sleep(0.2)
+        try:
+            return original(session, *args, **kwargs)
+        finally:
+            running.remove(id(session))
+
+    monkeypatch.setattr(type(first), "click", slow_click)
+    clicks = [(first, 10, 10), (first, 20, 20), (other, 30, 30)]
+    threads = [
+        threading.Thread(target=handlers.click_at, args=(session, x, y, "Foreground point"))
+        for session, x, y in clicks
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(together.count(id(first)) <= 1 for together in seen)
+    assert any(set(together) == {id(first), id(other)} for together in seen)
+    assert len(first.prompts.points) == 2 and len(other.prompts.points) == 1
