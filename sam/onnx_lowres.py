@@ -36,6 +36,7 @@ from sam.modeling.sam2 import Sam2
 from sam.modeling.sam2.mask_decoder import MaskDecoder as Sam2MaskDecoder
 from sam.modeling.transformer import Attention, TwoWayTransformer
 from sam.onnx_model import SamOnnxDecoder
+from sam.onnx_sam2 import Sam2OnnxDecoder
 
 LOWRES_DECODER_INPUTS = (
     "image_embeddings",
@@ -249,21 +250,15 @@ class SamOnnxLowResDecoder(SamOnnxDecoder):
         )
 
 
-class Sam2OnnxLowResDecoder(nn.Module):
+class Sam2OnnxLowResDecoder(Sam2OnnxDecoder):
     """Prompt encoder + mask decoder of a plain :class:`Sam2` -> iou_predictions (B, 4) and
     low_res_masks (B, 4, 4G, 4G) clamped to +-``low_res_logit_limit``; the prompts are embedded
     as :class:`~sam.onnx_sam2.Sam2OnnxDecoder` embeds them (box corners first)."""
 
-    embed_points = SamOnnxDecoder.embed_points
-    embed_masks = SamOnnxDecoder.embed_masks
-
     def __init__(self, model: Sam2) -> None:
-        super().__init__()
-        self.prompt_encoder = model.prompt_encoder
-        self.mask_decoder = model.mask_decoder
-        self.low_res_logit_limit = model.low_res_logit_limit
+        super().__init__(model)
 
-    def forward(
+    def forward(  # type: ignore[override]  # the interface decoder's inputs less orig_im_size
         self,
         image_embed: torch.Tensor,
         high_res_feats_0: torch.Tensor,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sam import SamPredictor, build_sam
-from sam.modeling.sam2 import build_sam2
+from sam.modeling.sam2 import Sam2, build_sam2
 from sam.onnx_export import (
     DECODER_INPUTS,
     cached_decoder,
@@ -72,76 +72,63 @@ def _session(path) -> onnxruntime.InferenceSession:
 
 
 # 1 to 20 points: from 3 points on, for vit_test's 2 heads of 8 channels, the rearranged
-# attention does more work than the plain one, and gives the same numbers
-@pytest.mark.parametrize(("objects", "points"), [(1, 1), (2, 3), (1, 20)])
+# attention does more work than the plain one, and gives the same numbers. SAM 2's: its
+# high-resolution features added in block order, the object score token ahead of the others,
+# the low-res logits clamped as the interface decoder's.
+@pytest.mark.parametrize(
+    ("kind", "objects", "points"),
+    [("sam", 1, 1), ("sam", 2, 3), ("sam", 1, 20), ("sam2", 1, 1), ("sam2", 2, 3)],
+)
 @pytest.mark.parametrize("has_mask", [0.0, 1.0])
-def test_equals_the_plain_decoder(plain_tiny_sam, objects, points, has_mask):
-    inputs = _inputs(plain_tiny_sam, objects, points, has_mask)
-    decoder = SamOnnxLowResDecoder(plain_decoder_copy(plain_tiny_sam)).eval()
+def test_equals_the_plain_decoder(request, kind, objects, points, has_mask):
+    model = request.getfixturevalue("plain_tiny_sam" if kind == "sam" else "sam2_test")
+    wrapper = SamOnnxLowResDecoder if kind == "sam" else Sam2OnnxLowResDecoder
+    inputs = _inputs(model, objects, points, has_mask)
+    decoder = wrapper(plain_decoder_copy(model)).eval()
     with torch.no_grad():
         scores, low_res = (x.numpy() for x in decoder(**_lowres(inputs)))
-    expected_scores, expected_low_res = _expected(plain_tiny_sam, inputs)
+    expected_scores, expected_low_res = _expected(model, inputs)
     assert low_res.shape == (objects, 4, 32, 32)
     assert np.abs(expected_low_res).max() > 100 * ATOL  # not a comparison of near-zeros
     np.testing.assert_allclose(scores, expected_scores, atol=ATOL, rtol=0)
     np.testing.assert_allclose(low_res, expected_low_res, atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize(("objects", "points"), [(1, 1), (2, 3)])
-@pytest.mark.parametrize("has_mask", [0.0, 1.0])
-def test_sam2_equals_the_plain_decoder(sam2_test, objects, points, has_mask):
-    """SAM 2's page decoder: its high-resolution features added in block order, the object
-    score token ahead of the others, the low-res logits clamped as the interface decoder's."""
-    inputs = _inputs(sam2_test, objects, points, has_mask)
-    decoder = Sam2OnnxLowResDecoder(plain_decoder_copy(sam2_test)).eval()
-    with torch.no_grad():
-        scores, low_res = (x.numpy() for x in decoder(**_lowres(inputs)))
-    expected_scores, expected_low_res = _expected(sam2_test, inputs)
-    assert low_res.shape == (objects, 4, 32, 32)
-    assert np.abs(expected_low_res).max() > 100 * ATOL
-    np.testing.assert_allclose(scores, expected_scores, atol=ATOL, rtol=0)
-    np.testing.assert_allclose(low_res, expected_low_res, atol=ATOL, rtol=0)
+def assert_equals_the_predictor(session, model) -> None:
+    """The exported decoder's outputs 1..3 are the predictor's (multimask) for a point and a
+    box with a mask prompt, on a 70 x 100 image."""
+    predictor = SamPredictor(model)
+    predictor.set_image(np.random.default_rng(1).integers(0, 256, (70, 100, 3), dtype=np.uint8))
+    prompt = dict(point_coords=np.array([[30.0, 20.0]]), point_labels=[1], box=[5, 5, 90, 60])
+    _, _, mask_input = predictor.predict(**prompt, multimask_output=False)
+    if isinstance(model, Sam2):
+        inputs = sam2_decoder_inputs(
+            predictor.features, (70, 100), 128, **prompt, mask_input=mask_input
+        )
+    else:
+        embedding = predictor.get_image_embedding()
+        inputs = decoder_inputs(embedding, (70, 100), 128, **prompt, mask_input=mask_input)
+    scores, low_res = session.run(None, _lowres(inputs))
+    _, expected_scores, expected_low_res = predictor.predict(**prompt, mask_input=mask_input)
+    np.testing.assert_allclose(scores[0, 1:], expected_scores, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(low_res[0, 1:], expected_low_res, atol=ATOL, rtol=0)
 
 
 @pytest.mark.slow  # exports (seconds)
 def test_sam2_export_equals_the_predictor(sam2_test, tmp_path):
-    path = export_lowres_decoder(sam2_test, tmp_path / "lowres.onnx")
-    session = _session(path)
+    session = _session(export_lowres_decoder(sam2_test, tmp_path / "lowres.onnx"))
     assert [i.name for i in session.get_inputs()] == list(SAM2_LOWRES_DECODER_INPUTS)
     assert [o.name for o in session.get_outputs()] == list(LOWRES_DECODER_OUTPUTS)
-    predictor = SamPredictor(sam2_test)
-    predictor.set_image(np.random.default_rng(1).integers(0, 256, (70, 100, 3), dtype=np.uint8))
-    prompt = dict(point_coords=np.array([[30.0, 20.0]]), point_labels=[1], box=[5, 5, 90, 60])
-    _, _, mask_input = predictor.predict(**prompt, multimask_output=False)
-    inputs = sam2_decoder_inputs(
-        predictor.features, (70, 100), 128, **prompt, mask_input=mask_input
-    )
-    scores, low_res = session.run(None, _lowres(inputs))
-    _, expected_scores, expected_low_res = predictor.predict(**prompt, mask_input=mask_input)
-    np.testing.assert_allclose(scores[0, 1:], expected_scores, atol=ATOL, rtol=0)
-    np.testing.assert_allclose(low_res[0, 1:], expected_low_res, atol=ATOL, rtol=0)
+    assert_equals_the_predictor(session, sam2_test)
 
 
 @pytest.mark.slow  # exports (seconds)
 def test_export_equals_the_predictor(tiny_sam, tmp_path):
-    path = export_lowres_decoder(tiny_sam, tmp_path / "lowres.onnx")
-    session = _session(path)
-    assert [i.name for i in session.get_inputs()] == list(
-        DECODER_INPUTS[:-1]
-    )  # Meta's, less the size
+    session = _session(export_lowres_decoder(tiny_sam, tmp_path / "lowres.onnx"))
+    # Meta's inputs, less the size
+    assert [i.name for i in session.get_inputs()] == list(DECODER_INPUTS[:-1])
     assert [o.name for o in session.get_outputs()] == list(LOWRES_DECODER_OUTPUTS)
-
-    predictor = SamPredictor(tiny_sam)
-    predictor.set_image(np.random.default_rng(1).integers(0, 256, (70, 100, 3), dtype=np.uint8))
-    prompt = dict(point_coords=np.array([[30.0, 20.0]]), point_labels=[1], box=[5, 5, 90, 60])
-    _, _, mask_input = predictor.predict(**prompt, multimask_output=False)
-    inputs = decoder_inputs(
-        predictor.get_image_embedding(), (70, 100), 128, **prompt, mask_input=mask_input
-    )
-    scores, low_res = session.run(None, _lowres(inputs))
-    _, expected_scores, expected_low_res = predictor.predict(**prompt, mask_input=mask_input)
-    np.testing.assert_allclose(scores[0, 1:], expected_scores, atol=ATOL, rtol=0)
-    np.testing.assert_allclose(low_res[0, 1:], expected_low_res, atol=ATOL, rtol=0)
+    assert_equals_the_predictor(session, tiny_sam)
 
     for objects, points in ((1, 1), (3, 5)):
         inputs = _inputs(tiny_sam, objects, points, 1.0)
