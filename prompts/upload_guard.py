@@ -5,8 +5,8 @@ error, before the server hears of it. :func:`upload_guard`'s JavaScript
 (``assets/page/upload_guard.js``) looks at every file chosen in the page's file inputs or dropped
 on it first: one over the limit is stopped there (so nothing on the page changes) and its name and
 size go to the server with the guard's ``too_big`` event, which :func:`refuse_too_big` answers
-with the app's own warning. It also passes a file dropped on a drop target (the instant view) to
-an upload button's input, as if chosen there.
+with the app's own warning. It also passes a file dropped on a drop target (the instant view),
+or pasted while one is shown, to an upload button's input, as if chosen there.
 """
 
 from __future__ import annotations

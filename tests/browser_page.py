@@ -44,8 +44,31 @@ def choose_file(page, button: str, path: Path) -> None:
 def drop_file(page, selector: str, name: str, path: Path | None = None, size: int = 0) -> None:
     """Drag a file onto the element at ``selector`` and drop it: ``path``'s bytes, or else
     ``size`` zero bytes (made in the page), named ``name``."""
+    transfer = file_transfer(page, name, path, size)
+    target = page.locator(selector).first
+    for kind in ("dragenter", "dragover", "drop"):
+        target.dispatch_event(kind, {"dataTransfer": transfer})
+
+
+def paste_file(page, name: str, path: Path | None = None, size: int = 0) -> None:
+    """Paste a file into the page (Ctrl+V with no text field focused), as :func:`drop_file`
+    makes it."""
+    transfer = file_transfer(page, name, path, size)
+    page.evaluate(
+        """(transfer) => {
+            document.activeElement && document.activeElement.blur();
+            const paste = new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true });
+            document.body.dispatchEvent(paste);
+        }""",
+        transfer,
+    )
+
+
+def file_transfer(page, name: str, path: Path | None, size: int):
+    """A DataTransfer in the page holding one PNG file named ``name``: ``path``'s bytes, or
+    ``size`` zero bytes."""
     data = base64.b64encode(path.read_bytes()).decode() if path else None
-    transfer = page.evaluate_handle(
+    return page.evaluate_handle(
         """([data, name, size]) => {
             const bytes = data ? Uint8Array.from(atob(data), (c) => c.charCodeAt(0))
                 : new Uint8Array(size);
@@ -55,9 +78,6 @@ def drop_file(page, selector: str, name: str, path: Path | None = None, size: in
         }""",
         [data, name, size],
     )
-    target = page.locator(selector).first
-    for kind in ("dragenter", "dragover", "drop"):
-        target.dispatch_event(kind, {"dataTransfer": transfer})
 
 
 def shown_image(page):

@@ -34,6 +34,7 @@ from tests.browser_page import (
     expect_one_warning,
     inside,
     iou,
+    paste_file,
     picture,
     picture_src,
     ranked_candidates,
@@ -455,9 +456,9 @@ def test_instant_mode_is_on_by_default_and_clicks_are_decoded_in_the_browser(
     assert iou(mask, ellipse) >= 0.8
 
 
-def test_instant_mode_takes_the_next_image_from_its_button_or_a_drop(instant_page):
-    """With the view shown, "Upload another image" (or a file dropped on the view) brings the
-    next image into it, ready for clicks; the objects of the first stay listed."""
+def test_instant_mode_takes_the_next_image_from_its_button_a_drop_or_a_paste(instant_page):
+    """With the view shown, "Upload another image" (or a file dropped on the view, or pasted)
+    brings the next image into it, ready for clicks; the objects of the first stay listed."""
     from playwright.sync_api import expect
 
     page = instant_page
@@ -481,14 +482,19 @@ def test_instant_mode_takes_the_next_image_from_its_button_or_a_drop(instant_pag
     expect(page.locator("#status")).to_contain_text("Ready: ", timeout=WAIT_MS)
     instant_view(page)
     expect(page.locator(".objects-elsewhere")).to_contain_text("2 on earlier images")
+    shown = instant_view(page).locator("img").get_attribute("src")
+    paste_file(page, "pasted.png", EXAMPLES / "shapes_3.png")
+    expect(page.locator("#instant img")).not_to_have_attribute("src", shown, timeout=WAIT_MS)
+    assert np.abs(view_picture(page).astype(float) - second).mean() < 8
     assert page.locator(".toast-body").count() == 0
 
 
 def test_instant_mode_a_file_over_the_limit_gets_one_message_and_loses_nothing(
     instant_page, tmp_path
 ):
-    """A file over 25 MB, through the upload button or dropped on the view, is stopped in the
-    browser: one message in the app's words; the picture, the prompts, the object stay."""
+    """A file over 25 MB, through the upload button, dropped on the view or pasted, is stopped
+    in the browser: one message in the app's words; the picture, the prompts, the object
+    stay."""
     from playwright.sync_api import expect
 
     page = instant_page
@@ -504,6 +510,8 @@ def test_instant_mode_a_file_over_the_limit_gets_one_message_and_loses_nothing(
     choose_file(page, "upload-another", big)
     expect_one_warning(page, TOO_BIG, "app_browser_instant_too_big.png")
     drop_file(page, "#instant canvas", big.name, size=big.stat().st_size)
+    expect_one_warning(page, TOO_BIG)
+    paste_file(page, big.name, size=big.stat().st_size)
     expect_one_warning(page, TOO_BIG)
     assert page.get_by_text("exceed the maximum allowed size").count() == 0
     assert instant_view(page).locator("img").get_attribute("src") == shown

@@ -2,7 +2,8 @@
 // limit, chosen in any file input of the page or dropped on it, is stopped here and reported to
 // the server with the 'too_big' event, which answers with the app's own message; Gradio's
 // listeners never see it, so the image, prompts and objects stay as they were. A file dropped on
-// a drop target (the instant view) goes to its upload button's input, as if chosen there.
+// a drop target (the instant view), or pasted while one is shown, goes to its upload button's
+// input, as if chosen there.
 //
 // Runs as the body of a gr.HTML js_on_load: `trigger` and `props` are Gradio's; props.value is
 // {limit: bytes, drops: {target element id: upload button element id}}.
@@ -43,6 +44,26 @@ if (!window.samUploadGuardListening) {
   };
   const carriesFiles = (event) =>
     event.dataTransfer && Array.from(event.dataTransfer.types || []).includes("Files");
+  // The first file, as if chosen in `input`; refused there if over the limit.
+  const choose = (files, input) => {
+    const chosen = new DataTransfer();
+    chosen.items.add(files[0]); // one image at a time
+    input.files = chosen.files;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+  };
+  // The file input of the drop target on show, if one is.
+  const shownTarget = () => {
+    for (const [target, button] of Object.entries(config().drops)) {
+      const element = document.getElementById(target);
+      if (element && element.getClientRects().length) return fileInput(button);
+    }
+    return null;
+  };
+  const typing = (element) =>
+    element &&
+    (element.isContentEditable ||
+      element.tagName === "TEXTAREA" ||
+      (element.tagName === "INPUT" && element.type !== "file"));
 
   // Capture phase, on the window: before the input's or the upload area's own listeners.
   window.addEventListener(
@@ -95,10 +116,19 @@ if (!window.samUploadGuardListening) {
         refuse(file);
         return;
       }
-      const chosen = new DataTransfer();
-      chosen.items.add(files[0]); // one image at a time
-      drop.input.files = chosen.files;
-      drop.input.dispatchEvent(new Event("change", { bubbles: true }));
+      choose(files, drop.input);
+    },
+    true,
+  );
+  // An image pasted (outside a text field) while a drop target is shown: its next image.
+  window.addEventListener(
+    "paste",
+    (event) => {
+      const files = event.clipboardData && event.clipboardData.files;
+      const input = files && files.length && !typing(document.activeElement) && shownTarget();
+      if (!input) return;
+      event.preventDefault();
+      choose(files, input); // the change listener above refuses it if over the limit
     },
     true,
   );
