@@ -192,7 +192,7 @@ def upscaled_masks(
 
 
 def decode_lowres(
-    wrapper: SamOnnxDecoder | Sam2OnnxLowResDecoder,
+    wrapper: SamOnnxDecoder | Sam2OnnxDecoder,
     image_embeddings: torch.Tensor,
     point_coords: torch.Tensor,
     point_labels: torch.Tensor,

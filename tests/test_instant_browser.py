@@ -58,9 +58,10 @@ def model():
 
 
 @contextlib.contextmanager
-def serve(model, image: np.ndarray, mask: np.ndarray | None = None, isolated: bool = True):
-    """The page served as app.py serves it: cross-origin isolated, unless not ``isolated``."""
-    page, received = build_instant_page(SamPredictor(model), image, mask)
+def serve(model, image: np.ndarray, mask=None, prompts=None, isolated: bool = True):
+    """The page (see tests/instant_page.py) served as app.py serves it: cross-origin isolated,
+    unless not ``isolated``."""
+    page, received = build_instant_page(SamPredictor(model), image, mask, prompts)
     isolation = {"middleware": ISOLATION_MIDDLEWARE} if isolated else {}
     _, url, _ = page.launch(
         server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, app_kwargs=isolation
@@ -256,8 +257,8 @@ def test_box_from_two_corners(browser_page, server_session):
 
 def test_sam2_clicks_and_a_box_give_the_servers_masks(image):
     """SAM 2 (the test size, random weights) in the view: its three features loaded, prompts
-    in its square frame, masks resized straight to the image; each click's candidates are the
-    server path's."""
+    in its square frame (a box's corners ahead of the points), masks resized straight to the
+    image; each click's candidates are the server path's."""
     model = randomize_weights(build_sam2("sam2_test"), seed=0).eval()
     session = Session(SamPredictor(model))
     session.set_image(image)
@@ -267,16 +268,17 @@ def test_sam2_clicks_and_a_box_give_the_servers_masks(image):
                 sent = click(page, received, x, y)
                 session.click(x, y, "foreground")
                 assert_same_candidates(sent, session)
+            assert left == []
+    # the same object goes on with a box: the page starts from the server's prompts
+    with serve(model, image, prompts=session.prompts) as (url, received):
+        for page, _, _ in browse(url, received):
             page.get_by_label("box").check()
             wait_ready(page, "box")
-            click(page, received, 60, 50)
-            session.clear()  # the test page starts a new object when the mode changes
-            session.click(60, 50, "box")
-            sent = click(page, received, 140, 140)
-            session.click(140, 140, "box")
-            assert len(sent.corners) == 2
+            for corner in ((60, 50), (140, 140)):
+                sent = click(page, received, *corner)
+                session.click(*corner, "box")
+            assert len(sent.points) == 2 and len(sent.corners) == 2
             assert_same_candidates(sent, session)
-            assert left == []
 
 
 def test_large_image_is_decoded_at_a_view(model):
