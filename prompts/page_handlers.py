@@ -20,7 +20,7 @@ import gradio as gr
 from prompts.annotations import coco_json_bytes, masks_zip_bytes, sa1b_files
 from prompts.brush import editor_mask
 from prompts.model_shelf import ModelShelf
-from prompts.objects import hex_colour
+from prompts.objects import clean_label, hex_colour
 from prompts.render import object_rows
 from prompts.session import ClickMode, Session
 from sam.io.images import read_image
@@ -247,11 +247,15 @@ class Handlers:
     @friendly(VIEWS)
     def rename(self, session: Session | None, label: str | None) -> tuple:
         """Label the active object: of the views, only the object choice, the list and the
-        label change. The label loses focus when the image is clicked, so this runs right
-        before or after that click (the session's lock orders them); a picture, candidates and
-        status sent from here could arrive after the click's own and undo them."""
+        label change, and nothing when the label is as it was. The label loses focus when the
+        image is clicked, so this runs right before or after that click (the session's lock
+        orders the two), and its answer may reach the page after the click's: a picture,
+        candidates and status sent from here would undo the click's, and so would an object
+        list from before the click, which is why an unchanged label sends none."""
         if session is None or session.image is None:
             return session_views(session)
+        if clean_label(label) == session.label:
+            return tuple(gr.skip() for _ in range(self.VIEWS))
         session.rename(label or "")
         return (session, gr.skip(), gr.skip(), *object_views(session), gr.skip(), session.label)
 

@@ -129,6 +129,9 @@ def test_objects_new_rename_select_and_delete(handlers, image_file):
     _, image, candidates, objects, _, status, label = handlers.rename(session, "cat")
     assert all(is_skip(view) for view in (image, candidates, status))  # a click's, if beside it
     assert objects.choices == [("#1 cat", 1)] and label == "cat"
+    # the label's blur with the label unchanged: nothing sent, so no object list from before a
+    # click beside it can arrive after the click's
+    assert all(is_skip(view) for view in handlers.rename(session, " cat "))
     handlers.new_object(session, "dog")
     _, _, _, objects, listing, _, label = handlers.click(
         session, "Foreground point", select([50, 40])
