@@ -89,15 +89,31 @@ def test_encoder_equals_pytorch(tiny_sam, files):
     np.testing.assert_allclose(embeddings, expected, atol=ATOL, rtol=0)
 
 
-def test_quantized_files_are_smaller_and_close(tiny_sam, files):
+def assert_quantized_smaller_and_close(model, files: dict) -> None:
+    """``files`` (what export_onnx wrote with quantized=True): each int8 file is smaller than
+    its float one, and the int8 decoder's masks overlap the float decoder's (IoU > 0.9)."""
     for name in ("decoder", "encoder"):
         assert files[f"{name}_quant"].stat().st_size < files[name].stat().st_size
-    inputs = decoder_example_inputs(tiny_sam, num_objects=8, num_points=2)
+    inputs = decoder_example_inputs(model, num_objects=8, num_points=2)
     inputs["has_mask_input"] = torch.zeros(1)
     fp32 = _run(_session(files["decoder"]), inputs)[0] > 0
     int8 = _run(_session(files["decoder_quant"]), inputs)[0] > 0
     iou = (fp32 & int8).sum() / (fp32 | int8).sum()
     assert iou > 0.9
+
+
+def assert_gelu_approximate_exports(model, folder) -> None:
+    """The decoder exported with approximate GELU has no Erf left, and equals PyTorch with the
+    same approximation."""
+    approximate = DecoderOptions(gelu_approximate=True)
+    path = export_decoder(model, folder / "tanh.onnx", approximate)
+    operators = collections.Counter(node.op_type for node in onnx.load(path).graph.node)
+    assert operators["Erf"] == 0 and operators["Tanh"] > 0
+    assert verify_decoder(model, path, approximate) < ATOL
+
+
+def test_quantized_files_are_smaller_and_close(tiny_sam, files):
+    assert_quantized_smaller_and_close(tiny_sam, files)
 
 
 def test_options(tiny_sam, reference_tiny_sam, tmp_path):
@@ -111,12 +127,7 @@ def test_options(tiny_sam, reference_tiny_sam, tmp_path):
     expected = _torch(SamOnnxModel(reference_tiny_sam, True, True), inputs)
     for output, reference in zip(_run(_session(path), inputs), expected):
         np.testing.assert_allclose(output, reference, atol=ATOL, rtol=0)
-
-    approximate = DecoderOptions(gelu_approximate=True)
-    path = export_decoder(tiny_sam, tmp_path / "tanh.onnx", approximate)
-    operators = collections.Counter(node.op_type for node in onnx.load(path).graph.node)
-    assert operators["Erf"] == 0 and operators["Tanh"] > 0
-    assert verify_decoder(tiny_sam, path, approximate) < ATOL
+    assert_gelu_approximate_exports(tiny_sam, tmp_path)
 
 
 def test_bad_requests(tiny_sam, tmp_path):

@@ -3,10 +3,7 @@ random weights; and ``python -m sam export-onnx`` with a saved SAM 2 model."""
 
 from __future__ import annotations
 
-import collections
-
 import numpy as np
-import onnx
 import pytest
 import torch
 
@@ -30,7 +27,14 @@ from sam.onnx_sam2 import (
     sam2_decoder_inputs,
 )
 from sam.weights.random_weights import randomize_weights
-from tests.test_onnx_export import ATOL, _run, _session, _torch
+from tests.test_onnx_export import (
+    ATOL,
+    _run,
+    _session,
+    _torch,
+    assert_gelu_approximate_exports,
+    assert_quantized_smaller_and_close,
+)
 from tests.test_onnx_model import HEIGHT, PROMPTS, WIDTH
 
 pytestmark = pytest.mark.slow  # each export traces the model (seconds)
@@ -136,14 +140,7 @@ def test_encoder_equals_the_predictor(model, files, predictor):
 
 
 def test_quantized_files_are_smaller_and_close(model, files):
-    for name in ("decoder", "encoder"):
-        assert files[f"{name}_quant"].stat().st_size < files[name].stat().st_size
-    inputs = decoder_example_inputs(model, num_objects=8, num_points=2)
-    inputs["has_mask_input"] = torch.zeros(1)
-    fp32 = _run(_session(files["decoder"]), inputs)[0] > 0
-    int8 = _run(_session(files["decoder_quant"]), inputs)[0] > 0
-    iou = (fp32 & int8).sum() / (fp32 | int8).sum()
-    assert iou > 0.9
+    assert_quantized_smaller_and_close(model, files)
 
 
 def test_options(model, tmp_path):
@@ -152,11 +149,7 @@ def test_options(model, tmp_path):
     stability = DecoderOptions(return_single_mask=True, use_stability_score=True)
     path = export_decoder(model, tmp_path / "stability.onnx", stability)
     assert verify_decoder(model, path, stability) < ATOL
-    approximate = DecoderOptions(gelu_approximate=True)
-    path = export_decoder(model, tmp_path / "tanh.onnx", approximate)
-    operators = collections.Counter(node.op_type for node in onnx.load(path).graph.node)
-    assert operators["Erf"] == 0 and operators["Tanh"] > 0
-    assert verify_decoder(model, path, approximate) < ATOL
+    assert_gelu_approximate_exports(model, tmp_path)
 
 
 def test_sam2_1_tiny(tmp_path):
