@@ -14,9 +14,7 @@ python app.py [--model vit_b|vit_l|vit_h|demo|/path/to/model.safetensors] [--dev
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 from pathlib import Path
 
 import gradio as gr
@@ -25,6 +23,7 @@ from prompts.instant import ISOLATION_MIDDLEWARE, instant_view
 from prompts.instant_handlers import instant_click, instant_state, instant_switch, server_path
 from prompts.model_shelf import Loader, ModelShelf
 from prompts.page_api import Api
+from prompts.page_args import parse_args
 from prompts.page_handlers import CLICK_MODES, Handlers, model_choices
 from prompts.render import object_rows
 from prompts.upload_guard import refuse_too_big, size_text, upload_guard
@@ -343,41 +342,6 @@ def launch_options(**options) -> dict:
         "app_kwargs": app_kwargs,
         **options,
     }
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Launch the Segment Anything page.")
-    parser.add_argument(
-        "--model",
-        default=None,
-        help="vit_b, vit_l, vit_h, sam2.1_tiny, sam2.1_small, sam2.1_base_plus, sam2.1_large "
-        "(Meta's weights from the Hugging Face Hub; default: sam2.1_tiny on a CPU, vit_b on a "
-        "GPU), demo, or a checkpoint path (.safetensors, .pth); falls back to demo, then to an "
-        "untrained test model, with a notice saying so",
-    )
-    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=["auto", "fp32", "bf16", "fp16", "int8"],
-        help="the image encoder's precision",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 7860)))
-    parser.add_argument("--share", action="store_true", help="create a public share link")
-    parser.add_argument(
-        "--mcp",
-        action="store_true",
-        help="also serve the segment tools to MCP clients (at /gradio_api/mcp)",
-    )
-    parser.add_argument(
-        "--no-instant",
-        dest="instant_masks",
-        action="store_false",
-        help="start with instant masks off: every click goes to the server (the page's checkbox "
-        "switches them on)",
-    )
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,8 +6,6 @@ server)."""
 
 from __future__ import annotations
 
-import shlex
-
 import gradio as gr
 import numpy as np
 import pytest
@@ -109,19 +107,6 @@ def test_events_that_read_a_file_take_it_unprocessed(tiny_checkpoint):
     readers = [f for f in demo.fns.values() if f.fn and f.fn.__name__ in ("image", "restore")]
     readers += [f for f in demo.fns.values() if f.api_name in ("segment", "segment_objects")]
     assert len(readers) >= 6 and not any(f.preprocess for f in readers)
-
-
-def test_command_line():
-    args = app.parse_args([])
-    assert (args.model, args.device, args.precision, args.share) == (None, None, "auto", False)
-    assert not args.mcp and app.parse_args(["--mcp"]).mcp
-    assert args.instant_masks and not app.parse_args(["--no-instant"]).instant_masks
-    command = "--model m.safetensors --device cpu --precision fp32 --host 0.0.0.0 --port 9 --share"
-    args = app.parse_args(shlex.split(command))
-    assert (args.model, args.device, args.precision) == ("m.safetensors", "cpu", "fp32")
-    assert (args.host, args.port, args.share) == ("0.0.0.0", 9, True)
-    with pytest.raises(SystemExit):
-        app.parse_args(["--precision", "int4"])
 
 
 class Launched:
