@@ -29,6 +29,7 @@ import io
 import os
 import tempfile
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,10 +157,7 @@ def instant_value(
     return {
         "runtime": str(RUNTIME),
         "decoder": str(cached_decoder(model, FILES)),
-        "features": [
-            {"name": name, "path": str(_store(array.tobytes(), ".f32")), "shape": list(array.shape)}
-            for name, array in decoder_features(predictor).items()
-        ],
+        "features": _feature_files(predictor),
         "image": str(_store(_jpeg(shown), ".jpg")),
         "width": width,
         "height": height,
@@ -195,6 +193,30 @@ def decoder_features(predictor: SamPredictor) -> dict[str, np.ndarray]:
     else:
         named = {"image_embeddings": predictor.get_image_embedding()}
     return {name: t.detach().float().cpu().numpy().astype("<f4") for name, t in named.items()}
+
+
+# the served files of each image's features, by id of its embedding tensor while it lives (a
+# new image has a new tensor; tensors cannot be dictionary keys by value): a view refreshed
+# after every event would otherwise copy and hash them again (16 MB for SAM 2)
+_stored_features: dict[int, list[dict]] = {}
+
+
+def _feature_files(predictor: SamPredictor) -> list[dict]:
+    """:func:`decoder_features` stored in ``FILES``: [{name, path, shape}, ...]."""
+    embedding = predictor.get_image_embedding()
+    files = _stored_features.get(id(embedding))
+    if files is not None and all(Path(f["path"]).exists() for f in files):
+        for f in files:
+            Path(f["path"]).touch()  # recently used: pruned last, as _store does
+        return files
+    files = [
+        {"name": name, "path": str(_store(array.tobytes(), ".f32")), "shape": list(array.shape)}
+        for name, array in decoder_features(predictor).items()
+    ]
+    if id(embedding) not in _stored_features:
+        weakref.finalize(embedding, _stored_features.pop, id(embedding), None)
+    _stored_features[id(embedding)] = files
+    return files
 
 
 @dataclass(frozen=True)

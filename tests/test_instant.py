@@ -68,7 +68,13 @@ def test_value_holds_what_the_browser_needs(predictor, shown):
 
     again = instant_value(predictor, shown, prompts)
     assert again["decoder"] == value["decoder"]  # exported once per model
+    assert again["features"] == value["features"]  # stored once per image
     assert again["logits"] is None and again["mask"] is None
+    os.remove(feature["path"])  # pruned meanwhile: stored again
+    third = instant_value(predictor, shown, prompts)
+    np.testing.assert_array_equal(
+        np.fromfile(third["features"][0]["path"], "<f4"), embedding.ravel()
+    )
 
 
 @pytest.mark.slow  # exports the decoder once (seconds)
